@@ -1,0 +1,2 @@
+/// The qcow2 header.
+pub struct Header;
