@@ -1,1 +1,51 @@
-fn main() {}
+//! `kiln`: the command-line front. Each area lives in its own module and calls
+//! into its library crate; this file only dispatches.
+
+mod img;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// kiln builds, publishes and contextualizes virtual machine images.
+#[derive(Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log more (-v info, -vv debug, -vvv trace); KILN_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Disk images: info, convert, check, compare, create, resize, inspect.
+    #[command(subcommand)]
+    Img(img::ImgCommand),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages for kiln and every subcommand into DIR.
+    Manpages { dir: std::path::PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Img(cmd) => img::run(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => output::write_manpages(Cli::command(), &dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kiln: {e:#}");
+            ExitCode::from(output::EXIT_FAILURE)
+        }
+    }
+}
