@@ -44,7 +44,8 @@ pub fn write_manpages(cmd: clap::Command, dir: &Path) -> anyhow::Result<ExitCode
 }
 
 fn write_page(cmd: &clap::Command, dir: &Path, name: &str) -> anyhow::Result<()> {
-    let page = clap_mangen::Man::new(cmd.clone().name(name.to_string()));
+    // Man::title names the page; the command keeps its own name for usage lines.
+    let page = clap_mangen::Man::new(cmd.clone()).title(name.to_string());
     let mut out = Vec::new();
     page.render(&mut out)?;
     std::fs::write(dir.join(format!("{name}.1")), out)?;
