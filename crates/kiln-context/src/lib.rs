@@ -7,9 +7,12 @@
 //! with Joliet and Rock Ridge ([`iso9660`]) or VFAT ([`vfat`]), byte-identical
 //! for the same input. [`enc`] classifies nodes for Puppet and chef-solo.
 
+pub mod cloudconfig;
+pub mod cloudinit;
 pub mod description;
 pub mod error;
 pub mod iso9660;
+pub mod netconfig;
 pub mod onecontext;
 pub mod seed;
 pub mod subst;
