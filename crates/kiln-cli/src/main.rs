@@ -1,8 +1,11 @@
 //! `kiln`: the command-line front. Each area lives in its own module and calls
 //! into its library crate; this file only dispatches.
 
+mod context;
+mod enc;
 mod img;
 mod output;
+mod template;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,14 @@ enum Command {
     /// Disk images: info, convert, check, compare, create, resize, inspect.
     #[command(subcommand)]
     Img(img::ImgCommand),
+    /// Appliance templates: check, show, import (Oz TDL, BoxGrinder).
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// VM context: OpenNebula context CD, cloud-init NoCloud and ConfigDrive seeds.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// Classify a node for Puppet (external_nodes) or chef-solo.
+    Enc(enc::EncArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Write man pages for kiln and every subcommand into DIR.
@@ -35,6 +46,9 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
+        Command::Template(cmd) => template::run(cmd),
+        Command::Context(cmd) => context::run(cmd),
+        Command::Enc(args) => enc::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

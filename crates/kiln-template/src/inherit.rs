@@ -103,9 +103,11 @@ pub fn relative_to(node: &Node, written: &str) -> PathBuf {
     beside(&node.source.path, written)
 }
 
-/// A path written in `file`, relative to the directory of `file`.
+/// A path written in `file`, relative to the directory of `file`, made
+/// absolute so that the resolved template means the same from anywhere.
 pub fn beside(file: &Path, written: &str) -> PathBuf {
-    file.parent().unwrap_or(Path::new("")).join(written)
+    let path = file.parent().unwrap_or(Path::new("")).join(written);
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
