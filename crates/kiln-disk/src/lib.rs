@@ -8,6 +8,7 @@
 //!
 //! Formats are detected by content ([`detect`]), never by file name.
 
+pub(crate) mod blocks;
 pub mod convert;
 pub mod detect;
 pub mod error;
