@@ -6,6 +6,7 @@ mod enc;
 mod img;
 mod output;
 mod template;
+mod template;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Appliance templates: check, show, import (Oz TDL, BoxGrinder).
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// Appliance templates: check, show, import (Oz TDL, BoxGrinder).
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
     /// VM context: OpenNebula context CD, cloud-init NoCloud and ConfigDrive seeds.
     #[command(subcommand)]
     Context(context::ContextCommand),
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     output::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
+        Command::Template(cmd) => template::run(cmd),
         Command::Template(cmd) => template::run(cmd),
         Command::Context(cmd) => context::run(cmd),
         Command::Enc(args) => enc::run(args),
