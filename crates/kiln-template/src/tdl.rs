@@ -104,7 +104,8 @@ impl Tdl {
         let mut by_name: HashMap<&'static str, Vec<Node>> = HashMap::new();
         let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
         for child in node.children() {
-            if child.is_text() && !child.text().unwrap_or_default().trim().is_empty() {
+            // An element that allows no children is a text element.
+            if !allowed.is_empty() && child.is_text() && !child.text().unwrap_or_default().trim().is_empty() {
                 self.at(
                     node,
                     format!("{} holds text, which Oz does not allow there", tag(node)),
@@ -221,7 +222,7 @@ impl Tdl {
         if let Some(version) = root.attribute("version").filter(|v| v.trim() != "1.0") {
             self.at(
                 root,
-                format!("TDL version {version} is not supported"),
+                format!("<template> version {version} is not supported"),
                 "Oz knows TDL version 1.0 only",
             );
         }
@@ -393,7 +394,7 @@ impl Tdl {
             other => {
                 self.at(
                     node,
-                    format!("unknown install type `{other}`"),
+                    format!("unknown <install> type `{other}`"),
                     suggest(other, &["url", "iso"]),
                 );
                 None
@@ -594,7 +595,7 @@ impl Tdl {
                 if n.is_none() {
                     self.at(
                         *command,
-                        format!("position `{p}` is not a number"),
+                        format!("<command> position `{p}` is not a number"),
                         "write position='1', '2', …",
                     );
                 }
@@ -677,7 +678,7 @@ impl Tdl {
                 let node = *node;
                 self.at(
                     node,
-                    format!("command position {position} where {expected} was expected"),
+                    format!("<command> position {position} where {expected} was expected"),
                     "number the positions 1, 2, 3… without gaps or repeats",
                 );
                 return;
@@ -705,7 +706,7 @@ impl Tdl {
                 if ["localhost", "127.0.0.1", "localhost.localdomain"].contains(&netloc(url)) {
                     self.at(
                         n,
-                        "a repository cannot be on localhost",
+                        "a repository <url> cannot be on localhost",
                         "it must be reachable from the guest; use the host's name or address",
                     );
                 }
