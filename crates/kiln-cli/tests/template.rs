@@ -6,11 +6,15 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn corpus(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus")
+        .join(path)
 }
 
 fn kiln() -> Command {
@@ -20,7 +24,12 @@ fn kiln() -> Command {
 #[test]
 fn check_accepts_the_examples() {
     for example in ["examples/debian-minimal.yaml", "examples/debian-rich.yaml"] {
-        kiln().args(["template", "check"]).arg(repo(example)).assert().success().stdout(predicate::str::contains("ok"));
+        kiln()
+            .args(["template", "check"])
+            .arg(repo(example))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("ok"));
     }
 }
 
@@ -29,11 +38,30 @@ fn check_prints_every_error_with_file_line_column_and_hint() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "name: bad\nos:\n  distribution: debian\n  release: bookworm\npakages: [vim]\nboot: uefii\n").unwrap();
-    let out = kiln().args(["template", "check"]).arg(&bad).assert().code(1).get_output().stderr.clone();
+    let out = kiln()
+        .args(["template", "check"])
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
     let err = String::from_utf8(out).unwrap();
-    assert!(err.contains(&format!("{}:5:1: error: unknown key `pakages`", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:5:1: error: unknown key `pakages`",
+            bad.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("hint: did you mean `packages`?"), "{err}");
-    assert!(err.contains(&format!("{}:6:7: error: boot `uefii` is not known", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:6:7: error: boot `uefii` is not known",
+            bad.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("2 errors"), "{err}");
 }
 
@@ -45,8 +73,18 @@ fn show_prints_the_resolved_template_as_yaml_or_json() {
         .arg(&rich)
         .assert()
         .success()
-        .stdout(predicate::str::contains("name: debian-rich").and(predicate::str::contains("- linux-image-amd64")));
-    let out = kiln().args(["template", "show", "--json"]).arg(&rich).assert().success().get_output().stdout.clone();
+        .stdout(
+            predicate::str::contains("name: debian-rich")
+                .and(predicate::str::contains("- linux-image-amd64")),
+        );
+    let out = kiln()
+        .args(["template", "show", "--json"])
+        .arg(&rich)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(json["os"]["release"], "bookworm");
     assert_eq!(json["hardware"]["cpus"], 2);
@@ -56,10 +94,23 @@ fn show_prints_the_resolved_template_as_yaml_or_json() {
 #[test]
 fn import_writes_a_template_that_checks() {
     let dir = tempfile::tempdir().unwrap();
-    for source in [corpus("oz-tdl/test-37-command.tdl"), corpus("boxgrinder-appl/ubuntu-precise.appl")] {
+    for source in [
+        corpus("oz-tdl/test-37-command.tdl"),
+        corpus("boxgrinder-appl/ubuntu-precise.appl"),
+    ] {
         let out = dir.path().join("out.yaml");
-        kiln().args(["template", "import"]).arg(&source).arg("-o").arg(&out).assert().success();
-        kiln().args(["template", "check"]).arg(&out).assert().success();
+        kiln()
+            .args(["template", "import"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .success();
+        kiln()
+            .args(["template", "check"])
+            .arg(&out)
+            .assert()
+            .success();
     }
 }
 
@@ -71,11 +122,15 @@ fn import_notes_an_os_kiln_cannot_build_and_rejects_what_oz_rejects() {
         .assert()
         .success()
         .stdout(predicate::str::contains("distribution: Windows"))
-        .stderr(predicate::str::contains("no bootstrap backend for Windows 2003: kiln builds Debian and Ubuntu"));
+        .stderr(predicate::str::contains(
+            "no bootstrap backend for Windows 2003: kiln builds Debian and Ubuntu",
+        ));
     kiln()
         .args(["template", "import"])
         .arg(corpus("oz-tdl/test-09-os-invalid-arch.tdl"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("test-09-os-invalid-arch.tdl:6:5: error: <arch> `arm` is not one Oz knows"));
+        .stderr(predicate::str::contains(
+            "test-09-os-invalid-arch.tdl:6:5: error: <arch> `arm` is not one Oz knows",
+        ));
 }

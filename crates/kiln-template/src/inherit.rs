@@ -42,22 +42,22 @@ fn read_chain(
         .position(|(k, _)| k.scalar() == Some("extends"))
         .map(|i| entries.remove(i).1);
     chain.push(path.to_path_buf());
-    if let Some(parent) = parent {
-        if let Some(name) = parent.text("extends", errs) {
-            let parent_path = relative_to(&parent, &name);
-            if chain.iter().any(|seen| same_file(seen, &parent_path)) {
-                let cycle: Vec<String> = chain
-                    .iter()
-                    .chain([&parent_path])
-                    .map(|p| p.display().to_string())
-                    .collect();
-                errs.push(parent.problem(
-                    format!("inheritance cycle: {}", cycle.join(" → ")),
-                    "remove one `extends`",
-                ));
-            } else {
-                read_chain(&parent_path, Some(&parent), chain, layers, errs);
-            }
+    if let Some(parent) = parent
+        && let Some(name) = parent.text("extends", errs)
+    {
+        let parent_path = relative_to(&parent, &name);
+        if chain.iter().any(|seen| same_file(seen, &parent_path)) {
+            let cycle: Vec<String> = chain
+                .iter()
+                .chain([&parent_path])
+                .map(|p| p.display().to_string())
+                .collect();
+            errs.push(parent.problem(
+                format!("inheritance cycle: {}", cycle.join(" → ")),
+                "remove one `extends`",
+            ));
+        } else {
+            read_chain(&parent_path, Some(&parent), chain, layers, errs);
         }
     }
     chain.pop();

@@ -646,20 +646,15 @@ fn disk(node: &Node, errs: &mut Errors) -> Disk {
         .iter()
         .filter_map(|(p, _)| p.size.map(Size::bytes))
         .sum();
-    if let (Some(disk), Some(at)) = (size, f.get("size")) {
-        if fixed > disk.bytes() {
-            let hint = format!(
-                "make the disk at least {} or the partitions smaller",
-                Size::from_bytes(fixed)
-            );
-            errs.push(at.problem(
-                format!(
-                    "the partitions ({}) do not fit on a {disk} disk",
-                    Size::from_bytes(fixed)
-                ),
-                hint,
-            ));
-        }
+    if let (Some(disk), Some(at)) = (size, f.get("size"))
+        && fixed > disk.bytes()
+    {
+        let needed = Size::from_bytes(fixed);
+        let hint = format!("make the disk at least {needed} or the partitions smaller");
+        errs.push(at.problem(
+            format!("the partitions ({needed}) do not fit on a {disk} disk"),
+            hint,
+        ));
     }
     Disk {
         size,

@@ -80,7 +80,7 @@ impl fmt::Display for Size {
         let exact = |base: u128, suffix: &'static str| {
             (1..=PREFIXES.len() as u32).rev().find_map(|power| {
                 let unit = base.pow(power);
-                (self.0 != 0 && self.0 % unit == 0)
+                (self.0 != 0 && self.0.is_multiple_of(unit))
                     .then(|| (self.0 / unit, PREFIXES[power as usize - 1], suffix))
             })
         };

@@ -105,7 +105,10 @@ impl Tdl {
         let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
         for child in node.children() {
             // An element that allows no children is a text element.
-            if !allowed.is_empty() && child.is_text() && !child.text().unwrap_or_default().trim().is_empty() {
+            if !allowed.is_empty()
+                && child.is_text()
+                && !child.text().unwrap_or_default().trim().is_empty()
+            {
                 self.at(
                     node,
                     format!("{} holds text, which Oz does not allow there", tag(node)),
@@ -702,14 +705,11 @@ impl Tdl {
                 ],
             );
             let url = fields.one("url").and_then(|n| self.required_text(n));
-            if let (Some(url), Some(n)) = (&url, fields.one("url")) {
-                if ["localhost", "127.0.0.1", "localhost.localdomain"].contains(&netloc(url)) {
-                    self.at(
-                        n,
-                        "a repository <url> cannot be on localhost",
-                        "it must be reachable from the guest; use the host's name or address",
-                    );
-                }
+            if let (Some(url), Some(n)) = (&url, fields.one("url"))
+                && ["localhost", "127.0.0.1", "localhost.localdomain"].contains(&netloc(url))
+            {
+                let hint = "it must be reachable from the guest; use the host's name or address";
+                self.at(n, "a repository <url> cannot be on localhost", hint);
             }
             let signed = self.flag(fields.one("signed"), false);
             let persisted = self.flag(fields.one("persisted"), true);

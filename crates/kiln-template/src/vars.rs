@@ -16,9 +16,11 @@ const FROM_KEYS: &[(&str, &[&str])] = &[
     ("os.release", &["os", "release"]),
 ];
 
+type ArchName = fn(Arch) -> &'static str;
+
 /// Built-ins computed from `os.arch` (x86_64 when it is not given); `os.arch`
 /// itself is spelled the kernel's way even when written `amd64`.
-const FROM_ARCH: &[(&str, fn(Arch) -> &'static str)] = &[
+const FROM_ARCH: &[(&str, ArchName)] = &[
     ("os.arch", Arch::name),
     ("arch", Arch::name),
     ("debian_arch", Arch::debian_name),

@@ -6,7 +6,9 @@ use kiln_template::{Imported, Template};
 
 /// A corpus directory in the shared material beside the repository.
 pub fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus")
+        .join(name)
 }
 
 /// Writes an import as native YAML, reads it back with the native loader and
@@ -15,5 +17,11 @@ pub fn reload(imported: &Imported, from: &Path) -> Template {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("imported.yaml");
     std::fs::write(&out, imported.to_yaml(from).unwrap()).unwrap();
-    kiln_template::load(&out).unwrap_or_else(|p| panic!("import of {} does not check:\n{}", from.display(), p.plain()))
+    kiln_template::load(&out).unwrap_or_else(|p| {
+        panic!(
+            "import of {} does not check:\n{}",
+            from.display(),
+            p.plain()
+        )
+    })
 }
