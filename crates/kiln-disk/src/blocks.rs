@@ -44,7 +44,11 @@ pub(crate) fn read_blocks(map: &impl BlockMap, buf: &mut [u8], offset: u64) -> R
 
 /// [`crate::DiskRead::block_status`] over a block map: the run of blocks from
 /// `offset` sharing the first one's allocation.
-pub(crate) fn status_blocks(map: &impl BlockMap, offset: u64, len: u64) -> Result<(Allocation, u64)> {
+pub(crate) fn status_blocks(
+    map: &impl BlockMap,
+    offset: u64,
+    len: u64,
+) -> Result<(Allocation, u64)> {
     let block_size = map.block_size();
     let first = map.allocation(offset / block_size)?;
     let mut end = (offset / block_size + 1) * block_size;
@@ -72,7 +76,9 @@ pub(crate) fn read_region(
         }
         _ => Err(Error::invalid(
             format,
-            format!("{what} at offset {offset} ({len} bytes) lies past the end of the {file_size}-byte file"),
+            format!(
+                "{what} at offset {offset} ({len} bytes) lies past the end of the {file_size}-byte file"
+            ),
         )),
     }
 }
@@ -93,18 +99,32 @@ pub(crate) fn read_u32_table(
     format: &'static str,
     what: &str,
 ) -> Result<Vec<u32>> {
-    let bytes = read_region(file, offset, count.saturating_mul(4), file_size, format, what)?;
+    let bytes = read_region(
+        file,
+        offset,
+        count.saturating_mul(4),
+        file_size,
+        format,
+        what,
+    )?;
     let decode = match endian {
         Endian::Little => u32::from_le_bytes,
         Endian::Big => u32::from_be_bytes,
     };
-    Ok(bytes.chunks_exact(4).map(|c| decode(c.try_into().unwrap())).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| decode(c.try_into().unwrap()))
+        .collect())
 }
 
 /// Random bytes for identifiers (VMDK CID, VHD UUID): unique, not secret.
 pub(crate) fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     hasher.finish()
 }
 
@@ -122,13 +142,19 @@ pub(crate) struct Survey {
 impl Survey {
     /// A walk that stopped at an unreadable header.
     pub(crate) fn failed(error: Error) -> Survey {
-        Survey { problems: vec![error.to_string()], ..Default::default() }
+        Survey {
+            problems: vec![error.to_string()],
+            ..Default::default()
+        }
     }
 
     pub(crate) fn into_structure(self) -> Structure {
         let mut problems = self.problems;
         problems.extend(self.references);
-        Structure { virtual_size: self.virtual_size, problems }
+        Structure {
+            virtual_size: self.virtual_size,
+            problems,
+        }
     }
 }
 
@@ -174,7 +200,14 @@ const MAX_REGIONS: u64 = 8 << 20;
 impl Regions {
     pub(crate) fn new(file_size: u64, min_len: u64) -> Self {
         let limit = (file_size / min_len.max(1) + 64).min(MAX_REGIONS) as usize;
-        Regions { file_size, list: Vec::new(), limit, full: false, problems: Vec::new(), unlisted: 0 }
+        Regions {
+            file_size,
+            list: Vec::new(),
+            limit,
+            full: false,
+            problems: Vec::new(),
+            unlisted: 0,
+        }
     }
 
     /// Records a problem found while walking the image.
@@ -188,14 +221,34 @@ impl Regions {
 
     /// Claims `len` bytes at `offset` for `what`; false (and a problem) when the
     /// region does not lie wholly inside the file.
-    pub(crate) fn claim(&mut self, what: &'static str, index: Option<u64>, offset: u64, len: u64) -> bool {
+    pub(crate) fn claim(
+        &mut self,
+        what: &'static str,
+        index: Option<u64>,
+        offset: u64,
+        len: u64,
+    ) -> bool {
         let Some(end) = offset.checked_add(len).filter(|&end| end <= self.file_size) else {
-            let region = Region { start: offset, end: offset.saturating_add(len), what, index };
-            self.problem(format!("{} lies past the end of the {}-byte file", region.describe(), self.file_size));
+            let region = Region {
+                start: offset,
+                end: offset.saturating_add(len),
+                what,
+                index,
+            };
+            self.problem(format!(
+                "{} lies past the end of the {}-byte file",
+                region.describe(),
+                self.file_size
+            ));
             return false;
         };
         if self.list.len() < self.limit {
-            self.list.push(Region { start: offset, end, what, index });
+            self.list.push(Region {
+                start: offset,
+                end,
+                what,
+                index,
+            });
         } else if !self.full {
             self.full = true;
             self.problem(format!(
@@ -210,6 +263,9 @@ impl Regions {
     pub(crate) fn finish(mut self) -> Vec<String> {
         let mut list = std::mem::take(&mut self.list);
         list.sort_by_key(|r| (r.start, r.end));
+        // Overlaps are listed apart from the walk's problems, so that many
+        // of one kind do not hide the other.
+        let (mut overlaps, mut unlisted_overlaps) = (Vec::new(), 0);
         // The region reaching furthest so far: any later start before its end overlaps it.
         let mut reach: Option<usize> = None;
         for i in 0..list.len() {
@@ -218,8 +274,15 @@ impl Regions {
             }
             if let Some(r) = reach {
                 if list[i].start < list[r].end {
-                    let text = format!("{} overlaps {}", list[i].describe(), list[r].describe());
-                    self.problem(text);
+                    if overlaps.len() < MAX_LISTED_PROBLEMS {
+                        overlaps.push(format!(
+                            "{} overlaps {}",
+                            list[i].describe(),
+                            list[r].describe()
+                        ));
+                    } else {
+                        unlisted_overlaps += 1;
+                    }
                 }
                 if list[i].end > list[r].end {
                     reach = Some(i);
@@ -228,9 +291,15 @@ impl Regions {
                 reach = Some(i);
             }
         }
-        if self.unlisted > 0 {
-            self.problems.push(format!("and {} more problems like these", self.unlisted));
+        for (problems, unlisted) in [
+            (&mut self.problems, self.unlisted),
+            (&mut overlaps, unlisted_overlaps),
+        ] {
+            if unlisted > 0 {
+                problems.push(format!("and {unlisted} more problems like these"));
+            }
         }
+        self.problems.extend(overlaps);
         self.problems
     }
 }
@@ -245,7 +314,11 @@ mod tests {
             4
         }
         fn allocation(&self, index: u64) -> Result<Allocation> {
-            Ok(if index % 3 == 2 { Allocation::Zero } else { Allocation::Data })
+            Ok(if index % 3 == 2 {
+                Allocation::Zero
+            } else {
+                Allocation::Data
+            })
         }
         fn read_block(&self, index: u64, within: u64, buf: &mut [u8]) -> Result<()> {
             for (i, b) in buf.iter_mut().enumerate() {
@@ -260,9 +333,18 @@ mod tests {
         let mut buf = [0xaau8; 10];
         read_blocks(&Alternating, &mut buf, 3).unwrap();
         assert_eq!(buf, [4, 5, 6, 7, 8, 0, 0, 0, 0, 13]);
-        assert_eq!(status_blocks(&Alternating, 1, 20).unwrap(), (Allocation::Data, 7));
-        assert_eq!(status_blocks(&Alternating, 9, 20).unwrap(), (Allocation::Zero, 3));
-        assert_eq!(status_blocks(&Alternating, 13, 2).unwrap(), (Allocation::Data, 2));
+        assert_eq!(
+            status_blocks(&Alternating, 1, 20).unwrap(),
+            (Allocation::Data, 7)
+        );
+        assert_eq!(
+            status_blocks(&Alternating, 9, 20).unwrap(),
+            (Allocation::Zero, 3)
+        );
+        assert_eq!(
+            status_blocks(&Alternating, 13, 2).unwrap(),
+            (Allocation::Data, 2)
+        );
     }
 
     #[test]
@@ -286,6 +368,6 @@ mod tests {
         }
         let problems = r.finish();
         assert!(problems.iter().any(|p| p.contains("more regions")));
-        assert!(problems.len() <= MAX_LISTED_PROBLEMS + 1);
+        assert!(problems.len() <= 2 * (MAX_LISTED_PROBLEMS + 1));
     }
 }

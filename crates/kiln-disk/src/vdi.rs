@@ -7,7 +7,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::blocks::{BlockMap, Endian, Regions, Survey, read_blocks, read_u32_table, status_blocks};
+use crate::blocks::{
+    BlockMap, Endian, Regions, Survey, read_blocks, read_u32_table, status_blocks,
+};
 use crate::inspect::Structure;
 use crate::{Allocation, DiskRead, Error, Format, ImageInfo, Result};
 
@@ -86,16 +88,27 @@ impl Header {
 
     fn validate(&self) -> Result<()> {
         if self.version != VERSION_1_1 {
-            return Err(Error::unsupported(FORMAT, format!("version {:#x} (only 1.1 is read)", self.version)));
+            return Err(Error::unsupported(
+                FORMAT,
+                format!("version {:#x} (only 1.1 is read)", self.version),
+            ));
         }
         if self.sector_size != 512 {
-            return Err(invalid(format!("sector size {} (must be 512)", self.sector_size)));
+            return Err(invalid(format!(
+                "sector size {} (must be 512)",
+                self.sector_size
+            )));
         }
-        if !self.block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+        if !self.block_size.is_power_of_two()
+            || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
+        {
             return Err(invalid(format!("absurd block size {}", self.block_size)));
         }
         if self.block_extra != 0 {
-            return Err(Error::unsupported(FORMAT, format!("block extra data ({} bytes)", self.block_extra)));
+            return Err(Error::unsupported(
+                FORMAT,
+                format!("block extra data ({} bytes)", self.block_extra),
+            ));
         }
         if self.disk_size > self.blocks_in_image as u64 * self.block_size as u64 {
             return Err(invalid(format!(
@@ -104,7 +117,10 @@ impl Header {
             )));
         }
         if (self.offset_bmap as u64) < PREHEADER_LEN + self.header_size as u64 {
-            return Err(invalid(format!("block map at {} overlaps the header", self.offset_bmap)));
+            return Err(invalid(format!(
+                "block map at {} overlaps the header",
+                self.offset_bmap
+            )));
         }
         if (self.offset_data as u64) < self.offset_bmap as u64 + self.map_bytes() {
             return Err(invalid(format!(
@@ -137,19 +153,31 @@ impl Header {
     }
 
     fn parent_uuid(&self) -> String {
-        self.uuid_parent.iter().map(|b| format!("{b:02x}")).collect()
+        self.uuid_parent
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
 fn read_header(file: &File) -> Result<Header> {
     let mut b = [0u8; HEADER_READ_LEN];
-    file.read_exact_at(&mut b, 0).map_err(|_| invalid("file too short for a VDI header"))?;
+    file.read_exact_at(&mut b, 0)
+        .map_err(|_| invalid("file too short for a VDI header"))?;
     Header::parse(&b)
 }
 
 fn read_map(file: &File, header: &Header, file_size: u64) -> Result<Vec<u32>> {
     let (offset, count) = (header.offset_bmap as u64, header.blocks_in_image as u64);
-    read_u32_table(file, offset, count, file_size, Endian::Little, FORMAT, "block map")
+    read_u32_table(
+        file,
+        offset,
+        count,
+        file_size,
+        Endian::Little,
+        FORMAT,
+        "block map",
+    )
 }
 
 /// A VDI image opened for reading.
@@ -193,7 +221,9 @@ impl BlockMap for VdiReader {
     fn read_block(&self, index: u64, within: u64, buf: &mut [u8]) -> Result<()> {
         let offset = self.header.block_offset(self.map[index as usize]) + within;
         self.file.read_exact_at(buf, offset).map_err(|e| {
-            invalid(format!("block {index} at file offset {offset} can not be read: {e}"))
+            invalid(format!(
+                "block {index} at file offset {offset} can not be read: {e}"
+            ))
         })
     }
 }
@@ -234,13 +264,23 @@ fn survey(file: &File, file_size: u64) -> Survey {
     };
     let mut regions = Regions::new(file_size, header.block_size as u64);
     regions.claim("header", None, 0, PREHEADER_LEN + header.header_size as u64);
-    if regions.claim("block map", None, header.offset_bmap as u64, header.map_bytes()) {
+    if regions.claim(
+        "block map",
+        None,
+        header.offset_bmap as u64,
+        header.map_bytes(),
+    ) {
         match read_map(file, &header, file_size) {
             Ok(map) => {
                 for (index, &entry) in map.iter().enumerate() {
                     if entry != BLOCK_UNALLOCATED && entry != BLOCK_DISCARDED {
                         let offset = header.block_offset(entry);
-                        regions.claim("data block", Some(index as u64), offset, header.block_size as u64);
+                        regions.claim(
+                            "data block",
+                            Some(index as u64),
+                            offset,
+                            header.block_size as u64,
+                        );
                     }
                 }
             }
@@ -250,7 +290,12 @@ fn survey(file: &File, file_size: u64) -> Survey {
     Survey {
         virtual_size: Some(header.disk_size),
         references: (header.image_type == TYPE_DIFF)
-            .then(|| format!("differencing image: refers to parent image {}", header.parent_uuid()))
+            .then(|| {
+                format!(
+                    "differencing image: refers to parent image {}",
+                    header.parent_uuid()
+                )
+            })
             .into_iter()
             .collect(),
         problems: regions.finish(),

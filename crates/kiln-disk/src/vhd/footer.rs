@@ -16,7 +16,11 @@ pub const TYPE_DIFFERENCING: u32 = 4;
 pub const BAT_UNALLOCATED: u32 = u32::MAX;
 pub const DEFAULT_BLOCK_SIZE: u32 = 2 << 20;
 /// The largest CHS geometry: 65535 cylinders, 16 heads, 255 sectors a track.
-pub const MAX_GEOMETRY: Geometry = Geometry { cylinders: 65535, heads: 16, sectors: 255 };
+pub const MAX_GEOMETRY: Geometry = Geometry {
+    cylinders: 65535,
+    heads: 16,
+    sectors: 255,
+};
 /// The largest disk qemu (and Virtual PC) accept: 2040 GiB.
 pub const MAX_SECTORS: u64 = 0xff00_0000;
 /// Seconds from the Unix epoch to the VHD epoch, 2000-01-01 00:00 UTC.
@@ -37,7 +41,11 @@ fn be64(b: &[u8], at: usize) -> u64 {
 /// One's complement of the byte sum, with the checksum field itself counted as zero.
 pub fn checksum(bytes: &[u8], checksum_at: usize) -> u32 {
     let sum = bytes.iter().enumerate().fold(0u32, |sum, (i, &b)| {
-        if (checksum_at..checksum_at + 4).contains(&i) { sum } else { sum.wrapping_add(b as u32) }
+        if (checksum_at..checksum_at + 4).contains(&i) {
+            sum
+        } else {
+            sum.wrapping_add(b as u32)
+        }
     });
     !sum
 }
@@ -76,7 +84,11 @@ impl Geometry {
             }
             (sectors, heads, cth)
         };
-        Geometry { cylinders: (cylinders_times_heads / heads) as u16, heads: heads as u8, sectors: sectors as u8 }
+        Geometry {
+            cylinders: (cylinders_times_heads / heads) as u16,
+            heads: heads as u8,
+            sectors: sectors as u8,
+        }
     }
 }
 
@@ -88,7 +100,9 @@ impl Geometry {
 pub fn new_disk_size(size: u64, force_size: bool) -> Result<(u64, Geometry)> {
     let sectors = size.div_ceil(512);
     if sectors > MAX_SECTORS {
-        return Err(Error::Usage(format!("a VHD holds at most 2040 GiB; {size} bytes is too large")));
+        return Err(Error::Usage(format!(
+            "a VHD holds at most 2040 GiB; {size} bytes is too large"
+        )));
     }
     if force_size {
         return Ok((sectors * 512, MAX_GEOMETRY));
@@ -116,7 +130,7 @@ pub fn azure_size(size: u64) -> u64 {
 
 /// Refuses a virtual size Azure would reject, naming the size to use instead.
 pub fn check_azure_size(size: u64) -> Result<()> {
-    if size % AZURE_SIZE_UNIT == 0 {
+    if size.is_multiple_of(AZURE_SIZE_UNIT) {
         Ok(())
     } else {
         Err(Error::Usage(format!(
@@ -150,11 +164,17 @@ impl Footer {
     /// A footer for a new disk; `creator_app` "kiln", host OS "Wi2k" as
     /// Windows-made disks carry.
     pub fn new(disk_type: u32, size: u64, geometry: Geometry, uuid: [u8; 16]) -> Footer {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Footer {
             features: 2,
             version: 0x0001_0000,
-            data_offset: if disk_type == TYPE_FIXED { NO_DATA_OFFSET } else { FOOTER_LEN },
+            data_offset: if disk_type == TYPE_FIXED {
+                NO_DATA_OFFSET
+            } else {
+                FOOTER_LEN
+            },
             timestamp: now.saturating_sub(VHD_EPOCH) as u32,
             creator_app: *b"kiln",
             creator_version: 0x0001_0000,
@@ -183,7 +203,11 @@ impl Footer {
             creator_os: b[36..40].try_into().unwrap(),
             original_size: be64(b, 40),
             current_size: be64(b, 48),
-            geometry: Geometry { cylinders: be16(b, 56), heads: b[58], sectors: b[59] },
+            geometry: Geometry {
+                cylinders: be16(b, 56),
+                heads: b[58],
+                sectors: b[59],
+            },
             disk_type: be32(b, 60),
             checksum: be32(b, 64),
             uuid: b[68..84].try_into().unwrap(),
@@ -220,9 +244,15 @@ impl Footer {
     /// so kiln) believes the size field for the creators known to use it and
     /// whenever the geometry is the maximum; otherwise the geometry.
     pub fn virtual_size(&self) -> u64 {
-        let by_size_field = matches!(&self.creator_app, b"win " | b"qem2" | b"d2v " | b"CTXS" | b"tap\0")
-            || self.geometry == MAX_GEOMETRY;
-        if by_size_field { self.current_size / 512 * 512 } else { self.geometry.total_sectors() * 512 }
+        let by_size_field = matches!(
+            &self.creator_app,
+            b"win " | b"qem2" | b"d2v " | b"CTXS" | b"tap\0"
+        ) || self.geometry == MAX_GEOMETRY;
+        if by_size_field {
+            self.current_size / 512 * 512
+        } else {
+            self.geometry.total_sectors() * 512
+        }
     }
 }
 
@@ -262,10 +292,19 @@ impl DynamicHeader {
 
     pub fn parse(b: &[u8; DYNAMIC_HEADER_LEN as usize]) -> Result<DynamicHeader> {
         if &b[..8] != DYNAMIC_COOKIE {
-            return Err(Error::invalid(FORMAT, "no \"cxsparse\" dynamic disk header"));
+            return Err(Error::invalid(
+                FORMAT,
+                "no \"cxsparse\" dynamic disk header",
+            ));
         }
-        let name_units: Vec<u16> = b[64..576].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-        let name_len = name_units.iter().position(|&u| u == 0).unwrap_or(name_units.len());
+        let name_units: Vec<u16> = b[64..576]
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        let name_len = name_units
+            .iter()
+            .position(|&u| u == 0)
+            .unwrap_or(name_units.len());
         let parent_locators = b[576..768]
             .chunks_exact(24)
             .filter(|e| be32(e, 0) != 0)
@@ -326,11 +365,25 @@ mod tests {
 
     #[test]
     fn footer_round_trips_with_checksum() {
-        let footer = Footer::new(TYPE_DYNAMIC, 1 << 30, Geometry::for_sectors(1 << 21), [7; 16]);
+        let footer = Footer::new(
+            TYPE_DYNAMIC,
+            1 << 30,
+            Geometry::for_sectors(1 << 21),
+            [7; 16],
+        );
         let bytes = footer.serialize();
-        assert_eq!(checksum(&bytes, 64), u32::from_be_bytes(bytes[64..68].try_into().unwrap()));
+        assert_eq!(
+            checksum(&bytes, 64),
+            u32::from_be_bytes(bytes[64..68].try_into().unwrap())
+        );
         let parsed = Footer::parse(&bytes).unwrap();
-        assert_eq!(Footer { checksum: 0, ..parsed }, footer);
+        assert_eq!(
+            Footer {
+                checksum: 0,
+                ..parsed
+            },
+            footer
+        );
     }
 
     #[test]

@@ -14,18 +14,24 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 pub use footer::{
-    AZURE_SIZE_UNIT, DynamicHeader, Footer, Geometry, ParentLocator, azure_size, check_azure_size, new_disk_size,
+    AZURE_SIZE_UNIT, DynamicHeader, Footer, Geometry, ParentLocator, azure_size, check_azure_size,
+    new_disk_size,
 };
 use footer::{
-    BAT_UNALLOCATED, DEFAULT_BLOCK_SIZE, DYNAMIC_HEADER_LEN, FOOTER_LEN, TYPE_DIFFERENCING, TYPE_DYNAMIC, TYPE_FIXED,
-    checksum,
+    BAT_UNALLOCATED, DEFAULT_BLOCK_SIZE, DYNAMIC_HEADER_LEN, FOOTER_LEN, TYPE_DIFFERENCING,
+    TYPE_DYNAMIC, TYPE_FIXED, checksum,
 };
 
-use crate::blocks::{BlockMap, Endian, Regions, Survey, random_u64, read_blocks, read_region, read_u32_table, status_blocks};
+use crate::blocks::{
+    BlockMap, Endian, Regions, Survey, random_u64, read_blocks, read_region, read_u32_table,
+    status_blocks,
+};
 use crate::inspect::Structure;
 use crate::open::open_external;
 use crate::raw::RawReader;
-use crate::{Allocation, CreateOptions, DiskRead, DiskWrite, Error, Format, ImageInfo, OpenOptions, Result};
+use crate::{
+    Allocation, CreateOptions, DiskRead, DiskWrite, Error, Format, ImageInfo, OpenOptions, Result,
+};
 
 const FORMAT: &str = "vhd";
 /// Block sizes kiln accepts: Hyper-V writes 512 KiB to 32 MiB, qemu 2 MiB.
@@ -56,7 +62,9 @@ fn read_footer_at(file: &File, offset: u64) -> Result<Footer> {
 /// a dynamic disk keeps at its start.
 fn read_footer(file: &File, file_size: u64) -> Result<Footer> {
     if file_size < FOOTER_LEN {
-        return Err(invalid(format!("a {file_size}-byte file is too short for a VHD footer")));
+        return Err(invalid(format!(
+            "a {file_size}-byte file is too short for a VHD footer"
+        )));
     }
     read_footer_at(file, file_size - FOOTER_LEN).or_else(|at_end| match read_footer_at(file, 0) {
         Ok(copy) if copy.disk_type != TYPE_FIXED => Ok(copy),
@@ -65,10 +73,19 @@ fn read_footer(file: &File, file_size: u64) -> Result<Footer> {
 }
 
 fn read_dynamic_header(file: &File, footer: &Footer, file_size: u64) -> Result<DynamicHeader> {
-    let bytes = read_region(file, footer.data_offset, DYNAMIC_HEADER_LEN, file_size, FORMAT, "dynamic disk header")?;
+    let bytes = read_region(
+        file,
+        footer.data_offset,
+        DYNAMIC_HEADER_LEN,
+        file_size,
+        FORMAT,
+        "dynamic disk header",
+    )?;
     let header = DynamicHeader::parse(bytes.as_slice().try_into().unwrap())?;
     let size = footer.virtual_size();
-    if !header.block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&header.block_size) {
+    if !header.block_size.is_power_of_two()
+        || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&header.block_size)
+    {
         return Err(invalid(format!("absurd block size {}", header.block_size)));
     }
     if (header.max_table_entries as u64) * (header.block_size as u64) < size {
@@ -86,16 +103,34 @@ fn read_dynamic_header(file: &File, footer: &Footer, file_size: u64) -> Result<D
 /// next to the child, where copied image chains keep their parents.
 fn parent_name(file: &File, header: &DynamicHeader, file_size: u64) -> Result<String> {
     for code in [b"W2ru", b"W2ku"] {
-        let Some(locator) = header.parent_locators.iter().find(|l| &l.platform_code == code) else {
+        let Some(locator) = header
+            .parent_locators
+            .iter()
+            .find(|l| &l.platform_code == code)
+        else {
             continue;
         };
         if locator.data_length > MAX_LOCATOR_LEN {
-            return Err(invalid(format!("parent locator of {} bytes", locator.data_length)));
+            return Err(invalid(format!(
+                "parent locator of {} bytes",
+                locator.data_length
+            )));
         }
-        let bytes =
-            read_region(file, locator.data_offset, locator.data_length as u64, file_size, FORMAT, "parent locator")?;
-        let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-        let name = String::from_utf16_lossy(&units).trim_end_matches('\0').replace('\\', "/");
+        let bytes = read_region(
+            file,
+            locator.data_offset,
+            locator.data_length as u64,
+            file_size,
+            FORMAT,
+            "parent locator",
+        )?;
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let name = String::from_utf16_lossy(&units)
+            .trim_end_matches('\0')
+            .replace('\\', "/");
         let name = match name.as_bytes() {
             [_, b':', ..] => name[2..].to_string(),
             _ => name,
@@ -129,7 +164,10 @@ impl DynamicBlocks {
 
     /// Reads guest bytes from the parent; past the parent's end they are zeros.
     fn read_parent(parent: &dyn DiskRead, buf: &mut [u8], offset: u64) -> Result<()> {
-        let inside = parent.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
+        let inside = parent
+            .virtual_size()
+            .saturating_sub(offset)
+            .min(buf.len() as u64) as usize;
         buf[inside..].fill(0);
         if inside > 0 {
             parent.read_at(&mut buf[..inside], offset)?;
@@ -144,11 +182,13 @@ impl BlockMap for DynamicBlocks {
     }
 
     fn allocation(&self, index: u64) -> Result<Allocation> {
-        Ok(if self.block_offset(index).is_some() || self.parent.is_some() {
-            Allocation::Data
-        } else {
-            Allocation::Zero
-        })
+        Ok(
+            if self.block_offset(index).is_some() || self.parent.is_some() {
+                Allocation::Data
+            } else {
+                Allocation::Zero
+            },
+        )
     }
 
     fn read_block(&self, index: u64, within: u64, buf: &mut [u8]) -> Result<()> {
@@ -162,13 +202,21 @@ impl BlockMap for DynamicBlocks {
             // Without a parent every sector of an allocated block is the
             // block's own, whatever the bitmap says (as qemu reads it).
             (Some(block), None) => {
-                self.file.read_exact_at(buf, block + self.header.bitmap_len() + within)?;
+                self.file
+                    .read_exact_at(buf, block + self.header.bitmap_len() + within)?;
                 return Ok(());
             }
             (Some(block), Some(parent)) => (block, parent),
         };
         let data = block + self.header.bitmap_len() + within;
-        let bitmap = read_region(&self.file, block, self.header.bitmap_len(), u64::MAX, FORMAT, "sector bitmap")?;
+        let bitmap = read_region(
+            &self.file,
+            block,
+            self.header.bitmap_len(),
+            u64::MAX,
+            FORMAT,
+            "sector bitmap",
+        )?;
         let mut done = 0usize;
         while done < buf.len() {
             let sector = (within + done as u64) / 512;
@@ -216,21 +264,48 @@ impl VhdReader {
             TYPE_DYNAMIC | TYPE_DIFFERENCING => {
                 let header = read_dynamic_header(&file, &footer, file_size)?;
                 let entries = header.max_table_entries as u64;
-                let bat = read_u32_table(&file, header.table_offset, entries, file_size, Endian::Big, FORMAT, "BAT")?;
+                let bat = read_u32_table(
+                    &file,
+                    header.table_offset,
+                    entries,
+                    file_size,
+                    Endian::Big,
+                    FORMAT,
+                    "BAT",
+                )?;
                 let (parent, parent_name) = if footer.disk_type == TYPE_DIFFERENCING {
                     let name = parent_name(&file, &header, file_size)?;
                     if !opts.allow_external {
-                        return Err(Error::External { format: FORMAT, path: name });
+                        return Err(Error::External {
+                            format: FORMAT,
+                            path: name,
+                        });
                     }
-                    (Some(open_external(path, &name, Some(Format::Vhd), opts, depth)?), Some(name))
+                    (
+                        Some(open_external(path, &name, Some(Format::Vhd), opts, depth)?),
+                        Some(name),
+                    )
                 } else {
                     (None, None)
                 };
-                (Data::Dynamic(DynamicBlocks { file, header, bat, parent }), parent_name)
+                (
+                    Data::Dynamic(DynamicBlocks {
+                        file,
+                        header,
+                        bat,
+                        parent,
+                    }),
+                    parent_name,
+                )
             }
             other => return Err(invalid(format!("unknown disk type {other}"))),
         };
-        Ok(VhdReader { footer, size, data, parent_name })
+        Ok(VhdReader {
+            footer,
+            size,
+            data,
+            parent_name,
+        })
     }
 }
 
@@ -256,10 +331,14 @@ impl DiskRead for VhdReader {
     fn info(&self) -> ImageInfo {
         let (subformat, cluster_size) = match &self.data {
             Data::Fixed(_) => ("fixed", None),
-            Data::Dynamic(b) if b.parent.is_some() => ("differencing", Some(b.header.block_size as u64)),
+            Data::Dynamic(b) if b.parent.is_some() => {
+                ("differencing", Some(b.header.block_size as u64))
+            }
             Data::Dynamic(b) => ("dynamic", Some(b.header.block_size as u64)),
         };
-        let creator = String::from_utf8_lossy(&self.footer.creator_app).trim_end_matches(['\0', ' ']).to_string();
+        let creator = String::from_utf8_lossy(&self.footer.creator_app)
+            .trim_end_matches(['\0', ' '])
+            .to_string();
         ImageInfo {
             format: Format::Vhd,
             virtual_size: self.size,
@@ -267,13 +346,21 @@ impl DiskRead for VhdReader {
             subformat: Some(subformat.into()),
             backing_file: self.parent_name.clone(),
             backing_format: self.parent_name.as_ref().map(|_| "vpc".into()),
-            details: vec![("creator".into(), creator), ("current size".into(), self.footer.current_size.to_string())],
+            details: vec![
+                ("creator".into(), creator),
+                ("current size".into(), self.footer.current_size.to_string()),
+            ],
             ..Default::default()
         }
     }
 }
 
-pub fn open(file: File, path: &Path, opts: &OpenOptions, depth: usize) -> Result<Box<dyn DiskRead>> {
+pub fn open(
+    file: File,
+    path: &Path,
+    opts: &OpenOptions,
+    depth: usize,
+) -> Result<Box<dyn DiskRead>> {
     Ok(Box::new(VhdReader::open(file, path, opts, depth)?))
 }
 
@@ -309,7 +396,11 @@ impl VhdWriter {
         if opts.vhd_fixed {
             file.set_len(size + FOOTER_LEN)?;
             let footer = Footer::new(TYPE_FIXED, size, geometry, uuid);
-            return Ok(VhdWriter { file, footer, dynamic: None });
+            return Ok(VhdWriter {
+                file,
+                footer,
+                dynamic: None,
+            });
         }
         let entries = size.div_ceil(DEFAULT_BLOCK_SIZE as u64);
         let header = DynamicHeader::new(TABLE_OFFSET, entries as u32, DEFAULT_BLOCK_SIZE);
@@ -319,7 +410,11 @@ impl VhdWriter {
             next_block: TABLE_OFFSET + (entries * 4).div_ceil(512) * 512,
         };
         let footer = Footer::new(TYPE_DYNAMIC, size, geometry, uuid);
-        Ok(VhdWriter { file, footer, dynamic: Some(dynamic) })
+        Ok(VhdWriter {
+            file,
+            footer,
+            dynamic: Some(dynamic),
+        })
     }
 
     fn size(&self) -> u64 {
@@ -336,7 +431,10 @@ impl DiskWrite for VhdWriter {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        if offset.checked_add(data.len() as u64).is_none_or(|end| end > self.size()) {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > self.size())
+        {
             return Err(Error::Usage(format!(
                 "write of {} bytes at {offset} runs past the {}-byte disk",
                 data.len(),
@@ -358,11 +456,13 @@ impl DiskWrite for VhdWriter {
                 // Every sector of a new block is marked present: the block is
                 // written whole (the rest of it stays a hole, reading zeros).
                 layout.bat[index] = (layout.next_block / 512) as u32;
-                self.file.write_all_at(&vec![0xff; bitmap_len as usize], layout.next_block)?;
+                self.file
+                    .write_all_at(&vec![0xff; bitmap_len as usize], layout.next_block)?;
                 layout.next_block += bitmap_len + block_size;
             }
             let block = layout.bat[index] as u64 * 512;
-            self.file.write_all_at(&data[done..done + n], block + bitmap_len + within)?;
+            self.file
+                .write_all_at(&data[done..done + n], block + bitmap_len + within)?;
             done += n;
         }
         Ok(())
@@ -375,7 +475,8 @@ impl DiskWrite for VhdWriter {
             Some(layout) => {
                 let bat: Vec<u8> = layout.bat.iter().flat_map(|e| e.to_be_bytes()).collect();
                 self.file.write_all_at(&footer, 0)?;
-                self.file.write_all_at(&layout.header.serialize(), FOOTER_LEN)?;
+                self.file
+                    .write_all_at(&layout.header.serialize(), FOOTER_LEN)?;
                 self.file.write_all_at(&bat, TABLE_OFFSET)?;
                 self.file.write_all_at(&footer, layout.next_block)?;
                 self.file.set_len(layout.next_block + FOOTER_LEN)?;
@@ -397,15 +498,22 @@ fn survey(file: &File, file_size: u64) -> Survey {
         Err(e) => return Survey::failed(e),
     };
     let size = footer.virtual_size();
-    let mut survey = Survey { virtual_size: Some(size), ..Default::default() };
+    let mut survey = Survey {
+        virtual_size: Some(size),
+        ..Default::default()
+    };
     if footer.disk_type == TYPE_FIXED {
         if size > file_size - FOOTER_LEN {
-            survey.problems.push(format!("fixed disk of {size} bytes runs past the footer of a {file_size}-byte file"));
+            survey.problems.push(format!(
+                "fixed disk of {size} bytes runs past the footer of a {file_size}-byte file"
+            ));
         }
         return survey;
     }
     if footer.disk_type != TYPE_DYNAMIC && footer.disk_type != TYPE_DIFFERENCING {
-        survey.problems.push(format!("unknown disk type {}", footer.disk_type));
+        survey
+            .problems
+            .push(format!("unknown disk type {}", footer.disk_type));
         return survey;
     }
     let header = match read_dynamic_header(file, &footer, file_size) {
@@ -415,25 +523,55 @@ fn survey(file: &File, file_size: u64) -> Survey {
             return survey;
         }
     };
-    if let Ok(bytes) = read_region(file, footer.data_offset, DYNAMIC_HEADER_LEN, file_size, FORMAT, "header")
-        && checksum(&bytes, 36) != header.checksum
+    if let Ok(bytes) = read_region(
+        file,
+        footer.data_offset,
+        DYNAMIC_HEADER_LEN,
+        file_size,
+        FORMAT,
+        "header",
+    ) && checksum(&bytes, 36) != header.checksum
     {
-        survey.problems.push(format!("dynamic disk header at {} has a wrong checksum", footer.data_offset));
+        survey.problems.push(format!(
+            "dynamic disk header at {} has a wrong checksum",
+            footer.data_offset
+        ));
     }
     let mut copy = [0u8; FOOTER_LEN as usize];
-    if file.read_exact_at(&mut copy, 0).is_err() || Footer::parse(&copy).ok().as_ref() != Some(&footer) {
-        survey.problems.push("the footer copy at offset 0 differs from the footer at the end".into());
+    if file.read_exact_at(&mut copy, 0).is_err()
+        || Footer::parse(&copy).ok().as_ref() != Some(&footer)
+    {
+        survey
+            .problems
+            .push("the footer copy at offset 0 differs from the footer at the end".into());
     }
     let block_len = header.bitmap_len() + header.block_size as u64;
     let mut regions = Regions::new(file_size, block_len);
     regions.claim("footer copy", None, 0, FOOTER_LEN);
-    regions.claim("dynamic disk header", None, footer.data_offset, DYNAMIC_HEADER_LEN);
+    regions.claim(
+        "dynamic disk header",
+        None,
+        footer.data_offset,
+        DYNAMIC_HEADER_LEN,
+    );
     regions.claim("footer", None, file_size - FOOTER_LEN, FOOTER_LEN);
     let entries = header.max_table_entries as u64;
     if regions.claim("BAT", None, header.table_offset, entries * 4) {
-        match read_u32_table(file, header.table_offset, entries, file_size, Endian::Big, FORMAT, "BAT") {
+        match read_u32_table(
+            file,
+            header.table_offset,
+            entries,
+            file_size,
+            Endian::Big,
+            FORMAT,
+            "BAT",
+        ) {
             Ok(bat) => {
-                for (index, &entry) in bat.iter().enumerate().filter(|(_, e)| **e != BAT_UNALLOCATED) {
+                for (index, &entry) in bat
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| **e != BAT_UNALLOCATED)
+                {
                     regions.claim("block", Some(index as u64), entry as u64 * 512, block_len);
                 }
             }
@@ -442,10 +580,17 @@ fn survey(file: &File, file_size: u64) -> Survey {
     }
     if footer.disk_type == TYPE_DIFFERENCING {
         for (i, locator) in header.parent_locators.iter().enumerate() {
-            regions.claim("parent locator", Some(i as u64), locator.data_offset, locator.data_length as u64);
+            regions.claim(
+                "parent locator",
+                Some(i as u64),
+                locator.data_offset,
+                locator.data_length as u64,
+            );
         }
         let name = parent_name(file, &header, file_size).unwrap_or_else(|e| e.to_string());
-        survey.references.push(format!("differencing disk: refers to parent file {name:?}"));
+        survey
+            .references
+            .push(format!("differencing disk: refers to parent file {name:?}"));
     }
     survey.problems.extend(regions.finish());
     survey

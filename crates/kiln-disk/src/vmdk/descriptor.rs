@@ -55,7 +55,11 @@ fn next_word(s: &str) -> (&str, &str) {
 
 /// Splits an extent line: `RW 2048 FLAT "name with spaces.vmdk" 0`.
 fn parse_extent(line: &str, number: usize) -> Result<Extent> {
-    let bad = || invalid(format!("descriptor line {number}: malformed extent {line:?}"));
+    let bad = || {
+        invalid(format!(
+            "descriptor line {number}: malformed extent {line:?}"
+        ))
+    };
     let (access, rest) = next_word(line);
     let (sectors, rest) = next_word(rest);
     let (kind_name, rest) = next_word(rest);
@@ -74,35 +78,59 @@ fn parse_extent(line: &str, number: usize) -> Result<Extent> {
         let quoted = rest.strip_prefix('"').ok_or_else(bad)?;
         let (name, after) = quoted.split_once('"').ok_or_else(bad)?;
         let after = after.trim();
-        let offset = if after.is_empty() { 0 } else { after.parse::<u64>().map_err(|_| bad())? };
+        let offset = if after.is_empty() {
+            0
+        } else {
+            after.parse::<u64>().map_err(|_| bad())?
+        };
         (Some(name.to_string()), offset)
     };
-    Ok(Extent { access, sectors, kind, kind_name: kind_name.to_string(), file, offset })
+    Ok(Extent {
+        access,
+        sectors,
+        kind,
+        kind_name: kind_name.to_string(),
+        file,
+        offset,
+    })
 }
 
 fn unquote(value: &str) -> &str {
     let value = value.trim();
-    value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
 }
 
 impl Descriptor {
     pub fn parse(text: &str) -> Result<Descriptor> {
-        let mut d = Descriptor { parent_cid: NO_PARENT_CID, ..Default::default() };
+        let mut d = Descriptor {
+            parent_cid: NO_PARENT_CID,
+            ..Default::default()
+        };
         for (i, line) in text.lines().enumerate() {
             let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\0');
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            if ["RW ", "RDONLY ", "NOACCESS "].iter().any(|p| line.starts_with(p)) {
+            if ["RW ", "RDONLY ", "NOACCESS "]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
                 d.extents.push(parse_extent(line, i + 1)?);
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                return Err(invalid(format!("descriptor line {}: neither key=value nor an extent: {line:?}", i + 1)));
+                return Err(invalid(format!(
+                    "descriptor line {}: neither key=value nor an extent: {line:?}",
+                    i + 1
+                )));
             };
             let (key, value) = (key.trim(), unquote(value));
             let hex = || {
-                u32::from_str_radix(value, 16).map_err(|_| invalid(format!("descriptor line {}: {key} {value:?}", i + 1)))
+                u32::from_str_radix(value, 16)
+                    .map_err(|_| invalid(format!("descriptor line {}: {key} {value:?}", i + 1)))
             };
             match key {
                 "CID" => d.cid = hex()?,
@@ -122,7 +150,10 @@ impl Descriptor {
         let heads: u64 = if adapter == "ide" { 16 } else { 255 };
         let ddb = [
             ("ddb.virtualHWVersion", "4".to_string()),
-            ("ddb.geometry.cylinders", (capacity / (heads * 63)).to_string()),
+            (
+                "ddb.geometry.cylinders",
+                (capacity / (heads * 63)).to_string(),
+            ),
             ("ddb.geometry.heads", heads.to_string()),
             ("ddb.geometry.sectors", "63".to_string()),
             ("ddb.adapterType", adapter.to_string()),
@@ -172,7 +203,10 @@ impl Descriptor {
     }
 
     pub fn ddb(&self, key: &str) -> Option<&str> {
-        self.ddb.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.ddb
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The parent image this one is a child (snapshot) of, if any.
@@ -180,7 +214,11 @@ impl Descriptor {
         if self.parent_cid == NO_PARENT_CID {
             return None;
         }
-        Some(self.parent_file_name_hint.as_deref().unwrap_or("(unnamed parent)"))
+        Some(
+            self.parent_file_name_hint
+                .as_deref()
+                .unwrap_or("(unnamed parent)"),
+        )
     }
 }
 
@@ -214,7 +252,13 @@ mod tests {
 
     #[test]
     fn malformed_extents_are_errors() {
-        for line in ["RW x SPARSE \"a\"", "RW 1 FLAT a", "RW 1 FLAT \"a", "RW 1 FLAT \"a\" z", "RW 5"] {
+        for line in [
+            "RW x SPARSE \"a\"",
+            "RW 1 FLAT a",
+            "RW 1 FLAT \"a",
+            "RW 1 FLAT \"a\" z",
+            "RW 5",
+        ] {
             assert!(Descriptor::parse(line).is_err(), "{line}");
         }
     }

@@ -104,22 +104,37 @@ impl SparseHeader {
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Err(Error::invalid("vmdk", reason));
         if !(1..=3).contains(&self.version) {
-            return Err(Error::unsupported("vmdk", format!("sparse extent version {}", self.version)));
+            return Err(Error::unsupported(
+                "vmdk",
+                format!("sparse extent version {}", self.version),
+            ));
         }
         if !self.grain_sectors.is_power_of_two() || self.grain_sectors > MAX_GRAIN_SECTORS {
-            return bad(format!("absurd grain size of {} sectors", self.grain_sectors));
+            return bad(format!(
+                "absurd grain size of {} sectors",
+                self.grain_sectors
+            ));
         }
         if self.gtes_per_gt == 0 || self.gtes_per_gt > MAX_GTES_PER_GT {
-            return bad(format!("absurd grain table size of {} entries", self.gtes_per_gt));
+            return bad(format!(
+                "absurd grain table size of {} entries",
+                self.gtes_per_gt
+            ));
         }
         if self.capacity.checked_mul(SECTOR).is_none() {
             return bad(format!("capacity of {} sectors overflows", self.capacity));
         }
         if self.descriptor_sectors > MAX_DESCRIPTOR_SECTORS {
-            return bad(format!("embedded descriptor of {} sectors", self.descriptor_sectors));
+            return bad(format!(
+                "embedded descriptor of {} sectors",
+                self.descriptor_sectors
+            ));
         }
         if self.compressed() && self.compress_algorithm != COMPRESS_DEFLATE {
-            return Err(Error::unsupported("vmdk", format!("compression algorithm {}", self.compress_algorithm)));
+            return Err(Error::unsupported(
+                "vmdk",
+                format!("compression algorithm {}", self.compress_algorithm),
+            ));
         }
         Ok(())
     }

@@ -20,7 +20,9 @@ pub use stream::StreamWriter;
 use crate::blocks::{Survey, read_region};
 use crate::inspect::Structure;
 use crate::open::open_external;
-use crate::{Allocation, CreateOptions, DiskRead, DiskWrite, Error, Format, ImageInfo, OpenOptions, Result};
+use crate::{
+    Allocation, CreateOptions, DiskRead, DiskWrite, Error, Format, ImageInfo, OpenOptions, Result,
+};
 
 const FORMAT: &str = "vmdk";
 /// The largest text descriptor kiln reads.
@@ -33,10 +35,14 @@ fn is_sparse_extent(file: &File) -> Result<bool> {
 
 fn read_descriptor_file(file: &File, file_size: u64) -> Result<Descriptor> {
     if file_size > MAX_DESCRIPTOR_FILE {
-        return Err(Error::invalid(FORMAT, format!("a {file_size}-byte text descriptor is too large")));
+        return Err(Error::invalid(
+            FORMAT,
+            format!("a {file_size}-byte text descriptor is too large"),
+        ));
     }
     let bytes = read_region(file, 0, file_size, file_size, FORMAT, "descriptor")?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::invalid(FORMAT, format!("descriptor is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| Error::invalid(FORMAT, format!("descriptor is not UTF-8: {e}")))?;
     Descriptor::parse(text)
 }
 
@@ -44,8 +50,14 @@ fn read_descriptor_file(file: &File, file_size: u64) -> Result<Descriptor> {
 fn refuse_parent(descriptor: &Descriptor, opts: &OpenOptions) -> Result<()> {
     match descriptor.parent() {
         None => Ok(()),
-        Some(parent) if !opts.allow_external => Err(Error::External { format: FORMAT, path: parent.into() }),
-        Some(parent) => Err(Error::unsupported(FORMAT, format!("child images (parent {parent:?})"))),
+        Some(parent) if !opts.allow_external => Err(Error::External {
+            format: FORMAT,
+            path: parent.into(),
+        }),
+        Some(parent) => Err(Error::unsupported(
+            FORMAT,
+            format!("child images (parent {parent:?})"),
+        )),
     }
 }
 
@@ -71,7 +83,11 @@ impl VmdkReader {
                 refuse_parent(d, opts)?;
             }
             let (size, info) = (extent.virtual_size(), extent.info());
-            let parts = vec![Part { start: 0, len: size, source: Some((Box::new(extent), 0)) }];
+            let parts = vec![Part {
+                start: 0,
+                len: size,
+                source: Some((Box::new(extent), 0)),
+            }];
             return Ok(VmdkReader { parts, size, info });
         }
         let descriptor = read_descriptor_file(&file, file.metadata()?.len())?;
@@ -79,14 +95,20 @@ impl VmdkReader {
         if !opts.allow_external
             && let Some(name) = descriptor.extents.iter().find_map(|e| e.file.as_ref())
         {
-            return Err(Error::External { format: FORMAT, path: name.clone() });
+            return Err(Error::External {
+                format: FORMAT,
+                path: name.clone(),
+            });
         }
         let mut parts = Vec::new();
         let mut size = 0u64;
         let mut cluster_size = None;
         for (i, extent) in descriptor.extents.iter().enumerate() {
             let bad = |what: &str| Error::invalid(FORMAT, format!("extent {i}: {what}"));
-            let len = extent.sectors.checked_mul(512).ok_or_else(|| bad("size overflows"))?;
+            let len = extent
+                .sectors
+                .checked_mul(512)
+                .ok_or_else(|| bad("size overflows"))?;
             let source = match (extent.kind, &extent.file) {
                 (_, _) if extent.access == "NOACCESS" => {
                     return Err(Error::unsupported(FORMAT, format!("NOACCESS extent {i}")));
@@ -95,24 +117,44 @@ impl VmdkReader {
                 (ExtentKind::Sparse | ExtentKind::Flat, Some(name)) => {
                     let (format, offset) = match extent.kind {
                         ExtentKind::Sparse => (Format::Vmdk, 0),
-                        _ => (Format::Raw, extent.offset.checked_mul(512).ok_or_else(|| bad("offset overflows"))?),
+                        _ => (
+                            Format::Raw,
+                            extent
+                                .offset
+                                .checked_mul(512)
+                                .ok_or_else(|| bad("offset overflows"))?,
+                        ),
                     };
                     let image = open_external(path, name, Some(format), opts, depth)?;
-                    if offset.checked_add(len).is_none_or(|end| end > image.virtual_size()) {
-                        return Err(bad(&format!("{name:?} is shorter than the {len} bytes the extent needs")));
+                    if offset
+                        .checked_add(len)
+                        .is_none_or(|end| end > image.virtual_size())
+                    {
+                        return Err(bad(&format!(
+                            "{name:?} is shorter than the {len} bytes the extent needs"
+                        )));
                     }
                     cluster_size = cluster_size.or(image.info().cluster_size);
                     Some((image, offset))
                 }
                 (ExtentKind::Sparse | ExtentKind::Flat, None) => return Err(bad("no file name")),
                 (ExtentKind::Other, _) => {
-                    return Err(Error::unsupported(FORMAT, format!("{} extents", extent.kind_name)));
+                    return Err(Error::unsupported(
+                        FORMAT,
+                        format!("{} extents", extent.kind_name),
+                    ));
                 }
             };
             if len > 0 {
-                parts.push(Part { start: size, len, source });
+                parts.push(Part {
+                    start: size,
+                    len,
+                    source,
+                });
             }
-            size = size.checked_add(len).ok_or_else(|| bad("disk size overflows"))?;
+            size = size
+                .checked_add(len)
+                .ok_or_else(|| bad("disk size overflows"))?;
         }
         let mut details = vec![("cid".into(), descriptor.cid.to_string())];
         if let Some(adapter) = descriptor.ddb("ddb.adapterType") {
@@ -123,7 +165,11 @@ impl VmdkReader {
             virtual_size: size,
             cluster_size,
             subformat: Some(descriptor.create_type.clone()),
-            external_files: descriptor.extents.iter().filter_map(|e| e.file.clone()).collect(),
+            external_files: descriptor
+                .extents
+                .iter()
+                .filter_map(|e| e.file.clone())
+                .collect(),
             details,
             ..Default::default()
         };
@@ -133,7 +179,9 @@ impl VmdkReader {
     /// The part holding guest byte `offset` (which is within the disk).
     fn part(&self, offset: u64) -> Result<&Part> {
         let i = self.parts.partition_point(|p| p.start + p.len <= offset);
-        self.parts.get(i).ok_or_else(|| Error::Usage(format!("offset {offset} is past the end of the disk")))
+        self.parts
+            .get(i)
+            .ok_or_else(|| Error::Usage(format!("offset {offset} is past the end of the disk")))
     }
 }
 
@@ -172,26 +220,44 @@ impl DiskRead for VmdkReader {
     }
 }
 
-pub fn open(file: File, path: &Path, opts: &OpenOptions, depth: usize) -> Result<Box<dyn DiskRead>> {
+pub fn open(
+    file: File,
+    path: &Path,
+    opts: &OpenOptions,
+    depth: usize,
+) -> Result<Box<dyn DiskRead>> {
     Ok(Box::new(VmdkReader::open(file, path, opts, depth)?))
 }
 
 /// Creates a streamOptimized image (the only VMDK kiln writes).
-pub fn create(file: File, path: &Path, opts: &CreateOptions, size: u64) -> Result<Box<dyn DiskWrite>> {
+pub fn create(
+    file: File,
+    path: &Path,
+    opts: &CreateOptions,
+    size: u64,
+) -> Result<Box<dyn DiskWrite>> {
     Ok(Box::new(StreamWriter::new(file, path, opts, size)?))
 }
 
 /// What a descriptor refers to and what is wrong with it, without opening anything.
 fn survey_descriptor(descriptor: &Descriptor, embedded: bool, survey: &mut Survey) {
     if let Some(parent) = descriptor.parent() {
-        survey.references.push(format!("child image: refers to parent file {parent:?}"));
+        survey
+            .references
+            .push(format!("child image: refers to parent file {parent:?}"));
     }
     if embedded {
         // The file itself is the extent; a name other than a bare file
         // name, or more extents, would lead another reader elsewhere.
         for e in &descriptor.extents {
-            if let Some(name) = e.file.as_ref().filter(|n| n.contains('/') || n.contains('\\') || descriptor.extents.len() > 1) {
-                survey.references.push(format!("embedded descriptor names extent file {name:?}"));
+            if let Some(name) = e
+                .file
+                .as_ref()
+                .filter(|n| n.contains('/') || n.contains('\\') || descriptor.extents.len() > 1)
+            {
+                survey
+                    .references
+                    .push(format!("embedded descriptor names extent file {name:?}"));
             }
         }
         return;
@@ -199,10 +265,15 @@ fn survey_descriptor(descriptor: &Descriptor, embedded: bool, survey: &mut Surve
     let mut size = Some(0u64);
     for (i, e) in descriptor.extents.iter().enumerate() {
         if let Some(name) = &e.file {
-            survey.references.push(format!("extent {i} refers to file {name:?}"));
+            survey
+                .references
+                .push(format!("extent {i} refers to file {name:?}"));
         }
         if e.kind == ExtentKind::Other {
-            survey.problems.push(format!("extent {i} is of kind {} kiln does not read", e.kind_name));
+            survey.problems.push(format!(
+                "extent {i} is of kind {} kiln does not read",
+                e.kind_name
+            ));
         }
         size = size.and_then(|s| s.checked_add(e.sectors.checked_mul(512)?));
     }

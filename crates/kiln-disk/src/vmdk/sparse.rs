@@ -13,10 +13,12 @@ use flate2::{Decompress, FlushDecompress, Status};
 use super::FORMAT;
 use super::descriptor::Descriptor;
 use super::header::{
-    FLAG_REDUNDANT_GD, FLAG_ZERO_GRAIN, GD_AT_END, GRAIN_MARKER_LEN, GTE_ZERO_GRAIN, HEADER_LEN, MARKER_FOOTER, SECTOR,
-    SparseHeader, marker_kind,
+    FLAG_REDUNDANT_GD, FLAG_ZERO_GRAIN, GD_AT_END, GRAIN_MARKER_LEN, GTE_ZERO_GRAIN, HEADER_LEN,
+    MARKER_FOOTER, SECTOR, SparseHeader, marker_kind,
 };
-use crate::blocks::{BlockMap, Endian, Regions, Survey, read_blocks, read_region, read_u32_table, status_blocks};
+use crate::blocks::{
+    BlockMap, Endian, Regions, Survey, read_blocks, read_region, read_u32_table, status_blocks,
+};
 use crate::{Allocation, DiskRead, Error, Format, ImageInfo, Result};
 
 /// Grain tables kept in memory (at most 256 KiB each); the cache is emptied
@@ -33,7 +35,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A sector number from a header or table as a byte offset, refusing overflow.
 fn sector_offset(sector: u64, what: &str) -> Result<u64> {
-    sector.checked_mul(SECTOR).ok_or_else(|| invalid(format!("{what} at sector {sector} overflows")))
+    sector
+        .checked_mul(SECTOR)
+        .ok_or_else(|| invalid(format!("{what} at sector {sector} overflows")))
 }
 
 /// The header that locates the tables: the one at the start, or for a stream
@@ -41,7 +45,8 @@ fn sector_offset(sector: u64, what: &str) -> Result<u64> {
 /// is true).
 pub(super) fn read_header(file: &File, file_size: u64) -> Result<(SparseHeader, bool)> {
     let mut b = [0u8; HEADER_LEN];
-    file.read_exact_at(&mut b, 0).map_err(|_| invalid("file too short for a sparse extent header"))?;
+    file.read_exact_at(&mut b, 0)
+        .map_err(|_| invalid("file too short for a sparse extent header"))?;
     let header = SparseHeader::parse(&b)?;
     header.validate()?;
     if header.gd_offset != GD_AT_END {
@@ -54,7 +59,9 @@ pub(super) fn read_header(file: &File, file_size: u64) -> Result<(SparseHeader, 
     let mut marker = [0u8; SECTOR as usize];
     file.read_exact_at(&mut marker, marker_at)?;
     if marker_kind(&marker) != Some(MARKER_FOOTER) {
-        return Err(invalid("the grain directory is at the end, but the stream has no footer"));
+        return Err(invalid(
+            "the grain directory is at the end, but the stream has no footer",
+        ));
     }
     file.read_exact_at(&mut b, marker_at + SECTOR)?;
     let footer = SparseHeader::parse(&b)?;
@@ -66,36 +73,75 @@ pub(super) fn read_header(file: &File, file_size: u64) -> Result<(SparseHeader, 
 }
 
 /// The descriptor embedded in a sparse extent, if it has one.
-pub(super) fn read_embedded_descriptor(file: &File, header: &SparseHeader, file_size: u64) -> Result<Option<Descriptor>> {
+pub(super) fn read_embedded_descriptor(
+    file: &File,
+    header: &SparseHeader,
+    file_size: u64,
+) -> Result<Option<Descriptor>> {
     if header.descriptor_offset == 0 || header.descriptor_sectors == 0 {
         return Ok(None);
     }
     let offset = sector_offset(header.descriptor_offset, "embedded descriptor")?;
-    let bytes = read_region(file, offset, header.descriptor_sectors * SECTOR, file_size, FORMAT, "embedded descriptor")?;
+    let bytes = read_region(
+        file,
+        offset,
+        header.descriptor_sectors * SECTOR,
+        file_size,
+        FORMAT,
+        "embedded descriptor",
+    )?;
     let text = &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())];
     Descriptor::parse(&String::from_utf8_lossy(text)).map(Some)
 }
 
-fn read_gd(file: &File, header: &SparseHeader, file_size: u64, offset_sectors: u64) -> Result<Vec<u32>> {
+fn read_gd(
+    file: &File,
+    header: &SparseHeader,
+    file_size: u64,
+    offset_sectors: u64,
+) -> Result<Vec<u32>> {
     let offset = sector_offset(offset_sectors, "grain directory")?;
-    read_u32_table(file, offset, header.gd_entries(), file_size, Endian::Little, FORMAT, "grain directory")
+    read_u32_table(
+        file,
+        offset,
+        header.gd_entries(),
+        file_size,
+        Endian::Little,
+        FORMAT,
+        "grain directory",
+    )
 }
 
 fn read_gt(file: &File, header: &SparseHeader, file_size: u64, sector: u32) -> Result<Vec<u32>> {
     let (offset, entries) = (sector as u64 * SECTOR, header.gtes_per_gt as u64);
-    read_u32_table(file, offset, entries, file_size, Endian::Little, FORMAT, "grain table")
+    read_u32_table(
+        file,
+        offset,
+        entries,
+        file_size,
+        Endian::Little,
+        FORMAT,
+        "grain table",
+    )
 }
 
 /// Where a compressed grain's bytes lie: after its marker, or (without
 /// markers) from its start, as much as a grain can take.
-fn compressed_extent(file: &File, header: &SparseHeader, file_size: u64, index: u64, at: u64) -> Result<(u64, u64)> {
+fn compressed_extent(
+    file: &File,
+    header: &SparseHeader,
+    file_size: u64,
+    index: u64,
+    at: u64,
+) -> Result<(u64, u64)> {
     // zlib never grows data by more than a few bytes in 16 KiB.
     let max_len = header.grain_bytes() + header.grain_bytes() / 64 + 1024;
     if !header.has_markers() {
         return Ok((at, max_len.min(file_size.saturating_sub(at))));
     }
     let mut m = [0u8; GRAIN_MARKER_LEN as usize];
-    file.read_exact_at(&mut m, at).map_err(|_| invalid(format!("grain {index} at {at} lies past the end")))?;
+    file.read_exact_at(&mut m, at)
+        .map_err(|_| invalid(format!("grain {index} at {at} lies past the end")))?;
     let lba = u64::from_le_bytes(m[..8].try_into().unwrap());
     let len = u32::from_le_bytes(m[8..12].try_into().unwrap()) as u64;
     if lba != index * header.grain_sectors {
@@ -105,7 +151,9 @@ fn compressed_extent(file: &File, header: &SparseHeader, file_size: u64, index: 
         )));
     }
     if len > max_len {
-        return Err(invalid(format!("compressed grain at {at} claims {len} bytes")));
+        return Err(invalid(format!(
+            "compressed grain at {at} claims {len} bytes"
+        )));
     }
     Ok((at + GRAIN_MARKER_LEN, len))
 }
@@ -128,7 +176,9 @@ impl SparseExtent {
         let (header, _) = read_header(&file, file_size)?;
         // A damaged embedded descriptor only loses facts `info` shows; the
         // inspector reports it.
-        let descriptor = read_embedded_descriptor(&file, &header, file_size).ok().flatten();
+        let descriptor = read_embedded_descriptor(&file, &header, file_size)
+            .ok()
+            .flatten();
         let gd = read_gd(&file, &header, file_size, header.gd_offset)?;
         Ok(SparseExtent {
             file,
@@ -145,7 +195,9 @@ impl SparseExtent {
     fn grain_entry(&self, index: u64) -> Result<u32> {
         let per_table = self.header.gtes_per_gt as u64;
         let Some(&table_sector) = self.gd.get((index / per_table) as usize) else {
-            return Err(invalid(format!("grain {index} lies beyond the grain directory")));
+            return Err(invalid(format!(
+                "grain {index} lies beyond the grain directory"
+            )));
         };
         if table_sector == 0 {
             return Ok(0);
@@ -154,7 +206,8 @@ impl SparseExtent {
         let table = match cached {
             Some(t) => t,
             None => {
-                let t: Arc<[u32]> = read_gt(&self.file, &self.header, self.file_size, table_sector)?.into();
+                let t: Arc<[u32]> =
+                    read_gt(&self.file, &self.header, self.file_size, table_sector)?.into();
                 let mut tables = lock(&self.tables);
                 if tables.len() >= CACHED_TABLES {
                     tables.clear();
@@ -174,13 +227,24 @@ impl SparseExtent {
         }
         let at = entry as u64 * SECTOR;
         let (start, len) = compressed_extent(&self.file, &self.header, self.file_size, index, at)?;
-        let compressed = read_region(&self.file, start, len, self.file_size, FORMAT, "compressed grain")?;
+        let compressed = read_region(
+            &self.file,
+            start,
+            len,
+            self.file_size,
+            FORMAT,
+            "compressed grain",
+        )?;
         let mut grain = vec![0u8; self.header.grain_bytes() as usize];
         let mut inflater = Decompress::new(true);
         match inflater.decompress(&compressed, &mut grain, FlushDecompress::Finish) {
             // A short grain (the disk's last) reads as zeros past its data.
             Ok(Status::StreamEnd) => {}
-            Ok(_) => return Err(invalid(format!("compressed grain {index} at {at} is truncated or too large"))),
+            Ok(_) => {
+                return Err(invalid(format!(
+                    "compressed grain {index} at {at} is truncated or too large"
+                )));
+            }
             Err(e) => return Err(invalid(format!("compressed grain {index} at {at}: {e}"))),
         }
         let grain: Arc<[u8]> = grain.into();
@@ -190,7 +254,11 @@ impl SparseExtent {
 
     pub fn info(&self) -> ImageInfo {
         let d = self.descriptor.as_ref();
-        let default_type = if self.header.compressed() { "streamOptimized" } else { "monolithicSparse" };
+        let default_type = if self.header.compressed() {
+            "streamOptimized"
+        } else {
+            "monolithicSparse"
+        };
         let create_type = d.map(|d| d.create_type.clone()).filter(|t| !t.is_empty());
         let mut details = Vec::new();
         if let Some(d) = d {
@@ -233,7 +301,9 @@ impl BlockMap for SparseExtent {
             buf.copy_from_slice(&grain[within as usize..within as usize + buf.len()]);
         } else {
             let at = entry as u64 * SECTOR + within;
-            self.file.read_exact_at(buf, at).map_err(|e| invalid(format!("grain {index} at {at}: {e}")))?;
+            self.file
+                .read_exact_at(buf, at)
+                .map_err(|e| invalid(format!("grain {index} at {at}: {e}")))?;
         }
         Ok(())
     }
@@ -264,7 +334,10 @@ pub(super) fn survey(file: &File, file_size: u64) -> (Survey, Option<Descriptor>
         Ok(h) => h,
         Err(e) => return (Survey::failed(e), None),
     };
-    let mut survey = Survey { virtual_size: Some(header.capacity * SECTOR), ..Default::default() };
+    let mut survey = Survey {
+        virtual_size: Some(header.capacity * SECTOR),
+        ..Default::default()
+    };
     let mut regions = Regions::new(file_size, SECTOR);
     regions.claim("header", None, 0, SECTOR);
     if in_footer {
@@ -273,7 +346,12 @@ pub(super) fn survey(file: &File, file_size: u64) -> (Survey, Option<Descriptor>
     let descriptor = match read_embedded_descriptor(file, &header, file_size) {
         Ok(d) => {
             if d.is_some() {
-                regions.claim("embedded descriptor", None, header.descriptor_offset * SECTOR, header.descriptor_sectors * SECTOR);
+                regions.claim(
+                    "embedded descriptor",
+                    None,
+                    header.descriptor_offset * SECTOR,
+                    header.descriptor_sectors * SECTOR,
+                );
             }
             d
         }
@@ -282,9 +360,23 @@ pub(super) fn survey(file: &File, file_size: u64) -> (Survey, Option<Descriptor>
             None
         }
     };
-    let gd = survey_gd(file, &header, file_size, header.gd_offset, "grain directory", &mut regions);
+    let gd = survey_gd(
+        file,
+        &header,
+        file_size,
+        header.gd_offset,
+        "grain directory",
+        &mut regions,
+    );
     if header.flags & FLAG_REDUNDANT_GD != 0 {
-        let rgd = survey_gd(file, &header, file_size, header.rgd_offset, "redundant grain directory", &mut regions);
+        let rgd = survey_gd(
+            file,
+            &header,
+            file_size,
+            header.rgd_offset,
+            "redundant grain directory",
+            &mut regions,
+        );
         if let (Some(gd), Some(rgd)) = (&gd, &rgd) {
             compare_redundant(file, &header, file_size, gd, rgd, &mut regions);
         }
@@ -312,7 +404,16 @@ fn survey_gd(
     match read_gd(file, header, file_size, offset_sectors) {
         Ok(gd) => {
             for (i, &gt) in gd.iter().enumerate().filter(|(_, gt)| **gt != 0) {
-                regions.claim(if what == "grain directory" { "grain table" } else { "redundant grain table" }, Some(i as u64), gt as u64 * SECTOR, header.gt_bytes());
+                regions.claim(
+                    if what == "grain directory" {
+                        "grain table"
+                    } else {
+                        "redundant grain table"
+                    },
+                    Some(i as u64),
+                    gt as u64 * SECTOR,
+                    header.gt_bytes(),
+                );
             }
             Some(gd)
         }
@@ -324,7 +425,14 @@ fn survey_gd(
 }
 
 /// The redundant grain tables must say what the primary ones say.
-fn compare_redundant(file: &File, header: &SparseHeader, file_size: u64, gd: &[u32], rgd: &[u32], regions: &mut Regions) {
+fn compare_redundant(
+    file: &File,
+    header: &SparseHeader,
+    file_size: u64,
+    gd: &[u32],
+    rgd: &[u32],
+    regions: &mut Regions,
+) {
     for (i, (&a, &b)) in gd.iter().zip(rgd).enumerate() {
         let same = match (a, b) {
             (0, 0) => true,
@@ -342,7 +450,13 @@ fn compare_redundant(file: &File, header: &SparseHeader, file_size: u64, gd: &[u
 
 /// Claims every grain the tables point at (reading compressed grains' markers
 /// for their length).
-fn survey_grains(file: &File, header: &SparseHeader, file_size: u64, gd: &[u32], regions: &mut Regions) {
+fn survey_grains(
+    file: &File,
+    header: &SparseHeader,
+    file_size: u64,
+    gd: &[u32],
+    regions: &mut Regions,
+) {
     let mut seen_tables = std::collections::HashSet::new();
     let grains = header.capacity.div_ceil(header.grain_sectors);
     for (t, &gt) in gd.iter().enumerate() {
@@ -350,10 +464,15 @@ fn survey_grains(file: &File, header: &SparseHeader, file_size: u64, gd: &[u32],
         if gt == 0 || !seen_tables.insert(gt) {
             continue;
         }
-        let Ok(table) = read_gt(file, header, file_size, gt) else { continue };
+        let Ok(table) = read_gt(file, header, file_size, gt) else {
+            continue;
+        };
         for (j, &entry) in table.iter().enumerate() {
             let index = t as u64 * header.gtes_per_gt as u64 + j as u64;
-            if entry == 0 || index >= grains || (entry == GTE_ZERO_GRAIN && header.flags & FLAG_ZERO_GRAIN != 0) {
+            if entry == 0
+                || index >= grains
+                || (entry == GTE_ZERO_GRAIN && header.flags & FLAG_ZERO_GRAIN != 0)
+            {
                 continue;
             }
             let at = entry as u64 * SECTOR;

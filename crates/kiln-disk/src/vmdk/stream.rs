@@ -15,8 +15,9 @@ use flate2::write::ZlibEncoder;
 
 use super::descriptor::Descriptor;
 use super::header::{
-    COMPRESS_DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS, FLAG_NEWLINE_TEST, GD_AT_END, GRAIN_MARKER_LEN, MARKER_EOS,
-    MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR, SparseHeader, marker,
+    COMPRESS_DEFLATE, FLAG_COMPRESSED, FLAG_MARKERS, FLAG_NEWLINE_TEST, GD_AT_END,
+    GRAIN_MARKER_LEN, MARKER_EOS, MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR, SparseHeader,
+    marker,
 };
 use crate::blocks::random_u64;
 use crate::convert::is_zero;
@@ -69,7 +70,8 @@ impl Sink {
     }
 
     fn sector(&self) -> Result<u32> {
-        u32::try_from(self.pos / SECTOR).map_err(|_| Error::Usage("streamOptimized output beyond 2 TiB of file".into()))
+        u32::try_from(self.pos / SECTOR)
+            .map_err(|_| Error::Usage("streamOptimized output beyond 2 TiB of file".into()))
     }
 
     fn write_grain(&mut self, index: u64, zlib: &[u8]) -> Result<()> {
@@ -78,7 +80,9 @@ impl Sink {
             self.flush_table()?;
         }
         let sector = self.sector()?;
-        let (_, table) = self.table.get_or_insert_with(|| (table_index, vec![0; GTES_PER_GT as usize]));
+        let (_, table) = self
+            .table
+            .get_or_insert_with(|| (table_index, vec![0; GTES_PER_GT as usize]));
         table[(index % GTES_PER_GT as u64) as usize] = sector;
         let mut grain_marker = [0u8; GRAIN_MARKER_LEN as usize];
         grain_marker[..8].copy_from_slice(&(index * GRAIN_SECTORS).to_le_bytes());
@@ -110,7 +114,10 @@ impl Sink {
         let gd = std::mem::take(&mut self.gd);
         let gd_sector = self.write_table(MARKER_GD, &gd)?;
         self.write(&marker(1, MARKER_FOOTER))?;
-        let footer = SparseHeader { gd_offset: gd_sector as u64, ..self.header.clone() };
+        let footer = SparseHeader {
+            gd_offset: gd_sector as u64,
+            ..self.header.clone()
+        };
         self.write(&footer.serialize())?;
         self.write(&marker(0, MARKER_EOS))?;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
@@ -146,20 +153,37 @@ impl StreamWriter {
             compress_algorithm: COMPRESS_DEFLATE,
         };
         header.validate()?;
-        let name = path.file_name().map_or("disk.vmdk".into(), |n| n.to_string_lossy().into_owned());
-        let descriptor = Descriptor::stream_optimized(capacity, &name, &opts.vmdk_adapter, random_u64() as u32);
+        let name = path
+            .file_name()
+            .map_or("disk.vmdk".into(), |n| n.to_string_lossy().into_owned());
+        let descriptor =
+            Descriptor::stream_optimized(capacity, &name, &opts.vmdk_adapter, random_u64() as u32);
         let text = descriptor.to_text();
         if text.len() as u64 > DESCRIPTOR_SECTORS * SECTOR {
-            return Err(Error::Usage(format!("VMDK descriptor too long ({} bytes): shorten the file name", text.len())));
+            return Err(Error::Usage(format!(
+                "VMDK descriptor too long ({} bytes): shorten the file name",
+                text.len()
+            )));
         }
         let gd_entries = header.gd_entries();
-        let mut sink = Sink { out: BufWriter::with_capacity(1 << 20, file), pos: 0, header, gd: Vec::new(), table: None };
+        let mut sink = Sink {
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            header,
+            gd: Vec::new(),
+            table: None,
+        };
         sink.gd = vec![0; gd_entries as usize];
         sink.write(&sink.header.serialize())?;
         sink.write(text.as_bytes())?;
         let overhead = sink.header.overhead * SECTOR;
         sink.write(&vec![0u8; (overhead - sink.pos) as usize])?;
-        Ok(StreamWriter { pool: OrderedPool::new(opts.threads, compress_grain), sink, size, next_grain: 0 })
+        Ok(StreamWriter {
+            pool: OrderedPool::new(opts.threads, compress_grain),
+            sink,
+            size,
+            next_grain: 0,
+        })
     }
 }
 
@@ -177,8 +201,10 @@ impl DiskWrite for StreamWriter {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let grain = self.granularity();
-        let end = offset.checked_add(data.len() as u64).filter(|&end| end <= self.size);
-        if offset % grain != 0 || offset / grain < self.next_grain || end.is_none() {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&end| end <= self.size);
+        if !offset.is_multiple_of(grain) || offset / grain < self.next_grain || end.is_none() {
             return Err(Error::Usage(format!(
                 "streamOptimized takes whole grains in ascending order within the disk: not {} bytes at {offset}",
                 data.len()
@@ -189,7 +215,8 @@ impl DiskWrite for StreamWriter {
             let mut bytes = chunk.to_vec();
             // A short grain only ends the disk; it is stored whole.
             bytes.resize(grain as usize, 0);
-            self.pool.submit((index, bytes), &mut deliver(&mut self.sink))?;
+            self.pool
+                .submit((index, bytes), &mut deliver(&mut self.sink))?;
             self.next_grain = index + 1;
         }
         Ok(())
