@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{corpus, reload};
+use common::{corpus, places, reload};
 use kiln_template::{Command, Filesystem, Size};
 
 fn fixture(name: &str) -> PathBuf {
@@ -140,26 +140,11 @@ fn parents_merge_as_boxgrinder_merged_them() {
 #[test]
 fn schema_errors_point_into_the_file_that_has_them() {
     let problems = kiln_template::import(&fixture("bad-child.appl")).unwrap_err();
-    let found: Vec<(String, usize, &str)> = problems
-        .0
-        .iter()
-        .map(|p| {
-            (
-                p.source
-                    .path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                p.line_col().0,
-                p.message.as_str(),
-            )
-        })
-        .collect();
+    let found = places(&problems);
     let has = |file: &str, line: usize, text: &str| {
         found
             .iter()
-            .any(|(f, l, m)| f == file && *l == line && m.contains(text))
+            .any(|(f, l, m, _)| f == file && *l == line && m.contains(text))
     };
     assert!(has("bad-child.appl", 1, "has no `os`"), "{found:?}");
     assert!(

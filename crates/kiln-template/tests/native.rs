@@ -1,6 +1,8 @@
 //! The native format: inheritance, every error reported with its place, and
 //! `show` output that reads back to the same template.
 
+mod common;
+
 use std::path::PathBuf;
 
 use kiln_template::{Compression, FileSource, Filesystem, Size};
@@ -66,23 +68,7 @@ fn a_child_merges_into_its_parent() {
 #[test]
 fn every_error_is_reported_where_it_is() {
     let problems = kiln_template::load(&fixture("broken.yaml")).unwrap_err();
-    let found: Vec<(String, usize, String, String)> = problems
-        .0
-        .iter()
-        .map(|p| {
-            (
-                p.source
-                    .path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                p.line_col().0,
-                p.message.clone(),
-                p.hint.clone(),
-            )
-        })
-        .collect();
+    let found = common::places(&problems);
     let has = |file: &str, line: usize, message: &str, hint: &str| {
         found
             .iter()

@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
-use kiln_template::{Imported, Template};
+use kiln_template::{Imported, Problems, Template};
 
 /// A corpus directory in the shared material beside the repository.
 pub fn corpus(name: &str) -> PathBuf {
@@ -24,4 +27,21 @@ pub fn reload(imported: &Imported, from: &Path) -> Template {
             p.plain()
         )
     })
+}
+
+/// Each problem as (file name, line, message, hint).
+pub fn places(problems: &Problems) -> Vec<(String, usize, String, String)> {
+    let file = |p: &kiln_template::Problem| {
+        p.source
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    problems
+        .0
+        .iter()
+        .map(|p| (file(p), p.line_col().0, p.message.clone(), p.hint.clone()))
+        .collect()
 }
