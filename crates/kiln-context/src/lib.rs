@@ -10,6 +10,7 @@
 pub mod cloudconfig;
 pub mod cloudinit;
 pub mod description;
+pub mod enc;
 pub mod error;
 pub mod iso9660;
 pub mod netconfig;

@@ -306,6 +306,27 @@ pub struct Nameservers {
     pub search: Vec<String>,
 }
 
+impl NetworkConfig {
+    /// Parses network-config version 2, bare or under a top-level `network:`.
+    pub fn parse(text: &str) -> Result<NetworkConfig> {
+        let invalid = |message: String| Error::Invalid(format!("network-config: {message}"));
+        let mut value: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| invalid(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+        if let Some(inner) = value.get_mut("network") {
+            value = inner.take();
+        }
+        let config: NetworkConfig =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        if config.version != 2 {
+            return Err(invalid(format!(
+                "version {} is not supported; kiln reads version 2",
+                config.version
+            )));
+        }
+        Ok(config)
+    }
+}
+
 /// network-config v2 for the interfaces; each is matched by MAC when it has one.
 pub fn network_config(interfaces: &[Interface]) -> NetworkConfig {
     let ethernets = interfaces
@@ -568,13 +589,25 @@ mod tests {
     #[test]
     fn netplan_written_by_hand_is_read() {
         let yaml = "version: 2\nethernets:\n  ens3:\n    match: {macaddress: 'AA:BB:CC:DD:EE:FF'}\n    addresses: [10.1.2.3/8]\n    gateway4: 10.0.0.1\n    nameservers: {addresses: [1.1.1.1]}\n";
-        let config: NetworkConfig = serde_saphyr::from_str(yaml).unwrap();
+        let config = NetworkConfig::parse(&format!(
+            "network:\n  {}",
+            yaml.trim_end().replace('\n', "\n  ")
+        ))
+        .unwrap();
         let v = variables_from_interfaces(&interfaces_from_network_config(&config).unwrap());
         assert_eq!(v["ETH3_MAC"], "aa:bb:cc:dd:ee:ff");
         assert_eq!(v["ETH3_IP"], "10.1.2.3");
         assert_eq!(v["ETH3_MASK"], "255.0.0.0");
         assert_eq!(v["ETH3_GATEWAY"], "10.0.0.1");
         assert_eq!(v["ETH3_DNS"], "1.1.1.1");
+    }
+
+    #[test]
+    fn only_version_2_is_read() {
+        let err = NetworkConfig::parse("version: 1\nconfig: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("version 1 is not supported"), "{err}");
     }
 
     #[test]
