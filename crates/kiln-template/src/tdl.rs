@@ -40,16 +40,6 @@ pub fn import(source: &Arc<SourceFile>) -> Result<Imported, Problems> {
     }
 }
 
-const ARCHES: &[(&str, Arch)] = &[
-    ("i386", Arch::I386),
-    ("x86_64", Arch::X86_64),
-    ("ppc64", Arch::Ppc64),
-    ("ppc64le", Arch::Ppc64le),
-    ("aarch64", Arch::Aarch64),
-    ("armv7l", Arch::Armv7l),
-    ("s390x", Arch::S390x),
-];
-
 /// How often a child element may appear.
 #[derive(Clone, Copy, PartialEq)]
 enum Occurs {
@@ -309,9 +299,11 @@ impl Tdl {
             self.attributes(n, &[], &[]);
             // Oz compares the text as it is: no trimming.
             let text = self.text(n);
-            let arch = ARCHES.iter().find(|(w, _)| *w == text).map(|(_, a)| *a);
+            // Oz knows the kernel's names, not kiln's Debian aliases.
+            let oz_names = || Arch::WORDS.iter().filter(|(w, a)| a.name() == *w);
+            let arch = oz_names().find(|(w, _)| *w == text).map(|(_, a)| *a);
             if arch.is_none() {
-                let names: Vec<&str> = ARCHES.iter().map(|(w, _)| *w).collect();
+                let names: Vec<&str> = oz_names().map(|(w, _)| *w).collect();
                 self.at(
                     n,
                     format!("<arch> `{text}` is not one Oz knows"),
