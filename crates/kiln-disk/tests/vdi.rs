@@ -89,64 +89,37 @@ fn block_map(bytes: &[u8]) -> (u64, Vec<u32>) {
 fn block_maps_past_the_end_or_overlapping_are_reported() {
     let dir = TempDir::new().unwrap();
     let (_, out) = qemu_vdi(&dir, 2, 16 << 20, false);
-    let bytes = std::fs::read(&out).unwrap();
-    let (map_at, map) = block_map(&bytes);
+    let (map_at, map) = block_map(&std::fs::read(&out).unwrap());
     let allocated: Vec<usize> = (0..map.len()).filter(|&i| map[i] < 0xffff_fffe).collect();
     assert!(allocated.len() >= 2);
     let (a, b) = (allocated[0], allocated[1]);
+    let entry = |i: usize| map_at + 4 * i as u64;
 
-    let past = dir.path().join("past.vdi");
-    std::fs::copy(&out, &past).unwrap();
-    poke(&past, map_at + 4 * a as u64, &5000u32.to_le_bytes());
-    let report = inspect_file(&past).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("data block {a}")) && p.contains("past the end")),
-        "{report:?}"
-    );
+    let past = damaged_copy(&out, "past.vdi", entry(a), &5000u32.to_le_bytes());
+    assert_problem(&past, &[&format!("data block {a}"), "past the end"]);
     assert!(
         !read_everything(open(&past).as_ref(), u64::MAX),
         "a block past the end can not be read"
     );
 
-    let shared = dir.path().join("shared.vdi");
-    std::fs::copy(&out, &shared).unwrap();
-    poke(&shared, map_at + 4 * b as u64, &map[a].to_le_bytes());
-    let report = inspect_file(&shared).unwrap();
-    assert!(
-        report.problems.iter().any(|p| p.contains("overlaps")),
-        "{report:?}"
+    let shared = damaged_copy(&out, "shared.vdi", entry(b), &map[a].to_le_bytes());
+    assert_problem(
+        &shared,
+        &[
+            &format!("data block {b}"),
+            &format!("overlaps data block {a}"),
+        ],
     );
 
-    let map_over_header = dir.path().join("map-over-header.vdi");
-    std::fs::copy(&out, &map_over_header).unwrap();
-    poke(&map_over_header, 340, &64u32.to_le_bytes());
-    let report = inspect_file(&map_over_header).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("overlaps the header")),
-        "{report:?}"
-    );
+    let map_over_header = damaged_copy(&out, "map-over-header.vdi", 340, &64u32.to_le_bytes());
+    assert_problem(&map_over_header, &["overlaps the header"]);
     assert!(kiln_disk::open(&map_over_header, &OpenOptions::default()).is_err());
 
-    let absurd = dir.path().join("absurd.vdi");
-    std::fs::copy(&out, &absurd).unwrap();
-    poke(&absurd, 376, &(3u32 << 20).to_le_bytes()); // block size
-    assert!(
-        inspect_file(&absurd)
-            .unwrap()
-            .problems
-            .iter()
-            .any(|p| p.contains("block size"))
-    );
-    poke(&absurd, 376, &(1u32 << 20).to_le_bytes());
-    poke(&absurd, 368, &u64::MAX.to_le_bytes()); // disk size
-    assert!(!inspect_file(&absurd).unwrap().is_safe());
-    assert!(kiln_disk::open(&absurd, &OpenOptions::default()).is_err());
+    let block_size = damaged_copy(&out, "block-size.vdi", 376, &(3u32 << 20).to_le_bytes());
+    assert_problem(&block_size, &["block size"]);
+    let disk_size = damaged_copy(&out, "disk-size.vdi", 368, &u64::MAX.to_le_bytes());
+    assert_problem(&disk_size, &["disk size"]);
+    assert!(kiln_disk::open(&disk_size, &OpenOptions::default()).is_err());
 }
 
 #[test]
@@ -155,14 +128,7 @@ fn truncated_vdis_are_refused_not_misread() {
     let (_, out) = qemu_vdi(&dir, 3, 8 << 20, true);
     let len = std::fs::metadata(&out).unwrap().len();
     for cut in [len - 1, len / 2, 600, 100] {
-        let short = dir.path().join(format!("cut-{cut}.vdi"));
-        std::fs::copy(&out, &short).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&short)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        let short = truncated_copy(&out, cut);
         assert!(!inspect_file(&short).unwrap().is_safe(), "cut at {cut}");
         let opts = OpenOptions {
             format: Some(Format::Vdi),
@@ -201,19 +167,7 @@ proptest! {
         for (at, value) in edits {
             bytes[at] = value;
         }
-        if let Some(cut) = cut {
-            bytes.truncate(cut as usize % (bytes.len() + 1));
-        }
-        let dir = TempDir::new().unwrap();
-        let path = dir.path().join("mutant.vdi");
-        std::fs::write(&path, &bytes).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        let _ = vdi::inspect_structure(&file, bytes.len() as u64);
-        let _ = vdi::check(&file);
-        let opts = OpenOptions { format: Some(Format::Vdi), ..Default::default() };
-        if let Ok(image) = kiln_disk::open(&path, &opts) {
-            let _ = image.info();
-            read_everything(image.as_ref(), 64 << 20);
-        }
+        let parsers = Parsers { format: Format::Vdi, inspect_structure: vdi::inspect_structure, check: vdi::check };
+        survive(&parsers, bytes, cut);
     }
 }

@@ -245,57 +245,25 @@ fn bats_past_the_end_or_overlapping_are_reported() {
     let allocated: Vec<usize> = (0..bat.len()).filter(|&i| bat[i] != u32::MAX).collect();
     assert!(allocated.len() >= 2, "{bat:x?}");
     let (a, b) = (allocated[0], allocated[1]);
+    let entry = |i: usize| 1536 + 4 * i as u64;
 
-    let past = dir.path().join("past.vhd");
-    std::fs::copy(&out, &past).unwrap();
-    poke(&past, 1536 + 4 * a as u64, &0x00ff_ffffu32.to_be_bytes());
-    let report = inspect_file(&past).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("block {a}")) && p.contains("past the end")),
-        "{report:?}"
-    );
-    let image = open(&past);
+    let past = damaged_copy(&out, "past.vhd", entry(a), &0x00ff_ffffu32.to_be_bytes());
+    assert_problem(&past, &[&format!("block {a}"), "past the end"]);
     let mut buf = vec![0u8; 4096];
-    assert!(
-        image.read_at(&mut buf, a as u64 * (2 << 20)).is_err(),
-        "a block past the end can not be read"
+    let read = open(&past).read_at(&mut buf, a as u64 * (2 << 20));
+    assert!(read.is_err(), "a block past the end can not be read");
+
+    let shared = damaged_copy(&out, "shared.vhd", entry(b), &bat[a].to_be_bytes());
+    assert_problem(
+        &shared,
+        &[&format!("block {b}"), &format!("overlaps block {a}")],
     );
 
-    let shared = dir.path().join("shared.vhd");
-    std::fs::copy(&out, &shared).unwrap();
-    poke(&shared, 1536 + 4 * b as u64, &bat[a].to_be_bytes());
-    let report = inspect_file(&shared).unwrap();
-    assert!(
-        report.problems.iter().any(|p| p.contains("overlaps")),
-        "{report:?}"
-    );
+    let on_header = damaged_copy(&out, "on-header.vhd", entry(a), &1u32.to_be_bytes());
+    assert_problem(&on_header, &["overlaps dynamic disk header"]);
 
-    let on_header = dir.path().join("on-header.vhd");
-    std::fs::copy(&out, &on_header).unwrap();
-    poke(&on_header, 1536 + 4 * a as u64, &1u32.to_be_bytes());
-    let report = inspect_file(&on_header).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("overlaps dynamic disk header")),
-        "{report:?}"
-    );
-
-    let absurd = dir.path().join("absurd.vhd");
-    std::fs::copy(&out, &absurd).unwrap();
-    poke(&absurd, 512 + 28, &u32::MAX.to_be_bytes()); // max table entries
-    let report = inspect_file(&absurd).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("BAT") && p.contains("past the end")),
-        "{report:?}"
-    );
+    let absurd = damaged_copy(&out, "absurd.vhd", 512 + 28, &u32::MAX.to_be_bytes()); // max table entries
+    assert_problem(&absurd, &["BAT", "past the end"]);
     assert!(kiln_disk::open(&absurd, &OpenOptions::default()).is_err());
 }
 
@@ -305,16 +273,8 @@ fn truncated_and_damaged_vhds_are_refused() {
     let (out, _) = dynamic_vhd(&dir, 5);
     let len = std::fs::metadata(&out).unwrap().len();
     for cut in [len - 512, len / 2, 3000] {
-        let short = dir.path().join(format!("cut-{cut}.vhd"));
-        std::fs::copy(&out, &short).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&short)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
-        let report = inspect_file(&short).unwrap();
-        assert!(!report.is_safe(), "cut at {cut}");
+        let short = truncated_copy(&out, cut);
+        assert!(!inspect_file(&short).unwrap().is_safe(), "cut at {cut}");
         // The footer copy at the start still opens the disk (as in qemu):
         // without its footer only, it reads whole; cut shorter, it can not.
         let readable = kiln_disk::open(&short, &OpenOptions::default())
@@ -329,25 +289,17 @@ fn truncated_and_damaged_vhds_are_refused() {
     let raw = source(&dir, 6, 4 << 20);
     let fixed = dir.path().join("fixed.vhd");
     kiln_convert(&raw, &fixed, &vhd_options("subformat=fixed"));
-    let flen = std::fs::metadata(&fixed).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fixed)
-        .unwrap()
-        .set_len(flen - 100)
-        .unwrap();
+    let short = truncated_copy(&fixed, std::fs::metadata(&fixed).unwrap().len() - 100);
     let opts = OpenOptions {
         format: Some(Format::Vhd),
         ..Default::default()
     };
-    assert!(kiln_disk::open(&fixed, &opts).is_err());
-    // A footer whose checksum does not add up.
-    let (bad, _) = dynamic_vhd(&dir, 7);
-    let blen = std::fs::metadata(&bad).unwrap().len();
-    poke(&bad, blen - 512 + 48, &[0x7f]);
+    assert!(kiln_disk::open(&short, &opts).is_err());
+    // Footers whose checksums do not add up.
+    let bad = damaged_copy(&out, "bad.vhd", len - 512 + 48, &[0x7f]);
     poke(&bad, 48, &[0x7f]);
     assert!(kiln_disk::open(&bad, &OpenOptions::default()).is_err());
-    assert!(!inspect_file(&bad).unwrap().is_safe());
+    assert_problem(&bad, &["checksum"]);
 }
 
 fn vhd_checksum(bytes: &[u8], at: usize) -> [u8; 4] {
@@ -507,20 +459,8 @@ proptest! {
             let sum = vhd_checksum(&bytes[..512], 64);
             bytes[64..68].copy_from_slice(&sum);
         }
-        if let Some(cut) = cut {
-            bytes.truncate(cut as usize % (bytes.len() + 1));
-        }
-        let dir = TempDir::new().unwrap();
-        let path = dir.path().join("mutant.vhd");
-        std::fs::write(&path, &bytes).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        let _ = vhd::inspect_structure(&file, bytes.len() as u64);
-        let _ = vhd::check(&file);
-        let opts = OpenOptions { format: Some(Format::Vhd), ..Default::default() };
-        if let Ok(image) = kiln_disk::open(&path, &opts) {
-            let _ = image.info();
-            read_everything(image.as_ref(), 64 << 20);
-        }
+        let parsers = Parsers { format: Format::Vhd, inspect_structure: vhd::inspect_structure, check: vhd::check };
+        survive(&parsers, bytes, cut);
     }
 
     #[test]

@@ -305,58 +305,32 @@ fn tables_past_the_end_or_overlapping_are_reported() {
     let (out, header) = qemu_sparse(&dir);
     let gd = header.gd_offset * 512;
 
-    let past = dir.path().join("past.vmdk");
-    std::fs::copy(&out, &past).unwrap();
-    poke(&past, gd, &0x0fff_ffffu32.to_le_bytes());
-    let report = inspect_file(&past).unwrap();
+    let past = damaged_copy(&out, "past.vmdk", gd, &0x0fff_ffffu32.to_le_bytes());
+    assert_problem(&past, &["grain table 0", "past the end"]);
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("grain table 0") && p.contains("past the end")),
-        "{report:?}"
-    );
-    let image = open(&past);
-    assert!(
-        !read_everything(image.as_ref(), u64::MAX),
+        !read_everything(open(&past).as_ref(), u64::MAX),
         "reading through a table past the end must fail"
     );
 
-    let overlap = dir.path().join("overlap.vmdk");
-    std::fs::copy(&out, &overlap).unwrap();
     let first_gt = std::fs::read(&out).unwrap()[gd as usize..gd as usize + 4].to_vec();
-    poke(&overlap, gd + 4, &first_gt);
-    let report = inspect_file(&overlap).unwrap();
-    assert!(
-        report.problems.iter().any(|p| p.contains("overlaps")),
-        "{report:?}"
-    );
-    let check = vmdk::check(&std::fs::File::open(&overlap).unwrap()).unwrap();
+    let shared = damaged_copy(&out, "shared.vmdk", gd + 4, &first_gt);
+    assert_problem(&shared, &["grain table 1", "overlaps grain table 0"]);
+    let check = vmdk::check(&std::fs::File::open(&shared).unwrap()).unwrap();
     assert!(check.iter().any(|p| p.contains("redundant")), "{check:?}");
 
-    let on_header = dir.path().join("on-header.vmdk");
-    std::fs::copy(&out, &on_header).unwrap();
-    poke(&on_header, gd, &1u32.to_le_bytes()); // a grain table over the descriptor
-    let report = inspect_file(&on_header).unwrap();
-    assert!(
-        report.problems.iter().any(|p| p.contains("overlaps")),
-        "{report:?}"
+    // A grain table over the embedded descriptor.
+    let on_header = damaged_copy(&out, "on-header.vmdk", gd, &1u32.to_le_bytes());
+    assert_problem(
+        &on_header,
+        &["embedded descriptor", "overlaps grain table 0"],
     );
 
-    let absurd = dir.path().join("absurd.vmdk");
-    std::fs::copy(&out, &absurd).unwrap();
-    poke(&absurd, 20, &(1u64 << 40).to_le_bytes()); // grain size
-    let report = inspect_file(&absurd).unwrap();
-    assert!(
-        report.problems.iter().any(|p| p.contains("grain size")),
-        "{report:?}"
-    );
-    assert!(kiln_disk::open(&absurd, &OpenOptions::default()).is_err());
-    poke(&absurd, 20, &128u64.to_le_bytes());
-    poke(&absurd, 12, &(u64::MAX / 2).to_le_bytes()); // capacity
-    let report = inspect_file(&absurd).unwrap();
-    assert!(!report.is_safe(), "{report:?}");
-    assert!(kiln_disk::open(&absurd, &OpenOptions::default()).is_err());
+    let absurd_grain = damaged_copy(&out, "grain.vmdk", 20, &(1u64 << 40).to_le_bytes());
+    assert_problem(&absurd_grain, &["grain size"]);
+    assert!(kiln_disk::open(&absurd_grain, &OpenOptions::default()).is_err());
+    let absurd_capacity = damaged_copy(&out, "capacity.vmdk", 12, &(u64::MAX / 2).to_le_bytes());
+    assert_problem(&absurd_capacity, &["capacity"]);
+    assert!(kiln_disk::open(&absurd_capacity, &OpenOptions::default()).is_err());
 }
 
 #[test]
@@ -367,26 +341,13 @@ fn truncated_streams_are_refused_not_misread() {
     kiln_convert(&raw, &out, &stream_options("ide", 0));
     let len = std::fs::metadata(&out).unwrap().len();
     for cut in [len - 512, len / 2, 600, 100] {
-        let short = dir.path().join(format!("cut-{cut}.vmdk"));
-        std::fs::copy(&out, &short).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&short)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
-        assert!(
-            kiln_disk::open(
-                &short,
-                &OpenOptions {
-                    format: Some(Format::Vmdk),
-                    ..Default::default()
-                }
-            )
-            .is_err()
-        );
-        let report = inspect_file(&short).unwrap();
-        assert!(!report.is_safe(), "cut at {cut}");
+        let short = truncated_copy(&out, cut);
+        let opts = OpenOptions {
+            format: Some(Format::Vmdk),
+            ..Default::default()
+        };
+        assert!(kiln_disk::open(&short, &opts).is_err(), "cut at {cut}");
+        assert!(!inspect_file(&short).unwrap().is_safe(), "cut at {cut}");
     }
 }
 
@@ -418,7 +379,7 @@ proptest! {
         edits in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<bool>()), 1..12),
         cut in proptest::option::of(any::<u32>()),
     ) {
-        let (name, original) = &seeds()[which];
+        let (_, original) = &seeds()[which];
         let mut bytes = original.clone();
         for (at, value, near_end) in edits {
             // Hit the header and tables at the start, or the footer at the end.
@@ -426,21 +387,8 @@ proptest! {
             let at = if near_end { bytes.len() - 1 - at % bytes.len().min(2048) } else { at };
             bytes[at] = value;
         }
-        if let Some(cut) = cut {
-            bytes.truncate(cut as usize % (bytes.len() + 1));
-        }
-        let dir = TempDir::new().unwrap();
-        let path = dir.path().join("mutant.vmdk");
-        std::fs::write(&path, &bytes).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        let _ = vmdk::inspect_structure(&file, bytes.len() as u64);
-        let _ = vmdk::check(&file);
-        let opts = OpenOptions { format: Some(Format::Vmdk), ..Default::default() };
-        if let Ok(image) = kiln_disk::open(&path, &opts) {
-            let _ = image.info();
-            read_everything(image.as_ref(), 64 << 20);
-        }
-        let _ = name;
+        let parsers = Parsers { format: Format::Vmdk, inspect_structure: vmdk::inspect_structure, check: vmdk::check };
+        survive(&parsers, bytes, cut);
     }
 
     #[test]

@@ -97,6 +97,11 @@ fn read_dynamic_header(file: &File, footer: &Footer, file_size: u64) -> Result<D
     Ok(header)
 }
 
+fn read_bat(file: &File, header: &DynamicHeader, file_size: u64) -> Result<Vec<u32>> {
+    let (offset, entries) = (header.table_offset, header.max_table_entries as u64);
+    read_u32_table(file, offset, entries, file_size, Endian::Big, FORMAT, "BAT")
+}
+
 /// The parent a differencing disk names: the relative Windows path locator,
 /// else the absolute one, else the file name in the header. Backslashes
 /// become slashes and a Windows drive is dropped, so that the name resolves
@@ -263,16 +268,7 @@ impl VhdReader {
             }
             TYPE_DYNAMIC | TYPE_DIFFERENCING => {
                 let header = read_dynamic_header(&file, &footer, file_size)?;
-                let entries = header.max_table_entries as u64;
-                let bat = read_u32_table(
-                    &file,
-                    header.table_offset,
-                    entries,
-                    file_size,
-                    Endian::Big,
-                    FORMAT,
-                    "BAT",
-                )?;
+                let bat = read_bat(&file, &header, file_size)?;
                 let (parent, parent_name) = if footer.disk_type == TYPE_DIFFERENCING {
                     let name = parent_name(&file, &header, file_size)?;
                     if !opts.allow_external {
@@ -557,15 +553,7 @@ fn survey(file: &File, file_size: u64) -> Survey {
     regions.claim("footer", None, file_size - FOOTER_LEN, FOOTER_LEN);
     let entries = header.max_table_entries as u64;
     if regions.claim("BAT", None, header.table_offset, entries * 4) {
-        match read_u32_table(
-            file,
-            header.table_offset,
-            entries,
-            file_size,
-            Endian::Big,
-            FORMAT,
-            "BAT",
-        ) {
+        match read_bat(file, &header, file_size) {
             Ok(bat) => {
                 for (index, &entry) in bat
                     .iter()

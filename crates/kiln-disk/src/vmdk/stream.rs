@@ -33,16 +33,15 @@ const DESCRIPTOR_SECTORS: u64 = 20;
 /// A grain handed to the compressing workers: its index and its bytes.
 type GrainJob = (u64, Vec<u8>);
 /// A grain back from the workers: its index and zlib data (None: all zeros).
-type GrainDone = (u64, Option<Vec<u8>>);
+type GrainDone = (u64, std::io::Result<Option<Vec<u8>>>);
 
 fn compress_grain((index, data): GrainJob) -> GrainDone {
     if is_zero(&data) {
-        return (index, None);
+        return (index, Ok(None));
     }
     let mut encoder = ZlibEncoder::new(Vec::with_capacity(data.len() / 2), Compression::default());
-    // Writing into a Vec can not fail.
-    let _ = encoder.write_all(&data);
-    (index, encoder.finish().ok())
+    let compressed = encoder.write_all(&data).and_then(|()| encoder.finish());
+    (index, compressed.map(Some))
 }
 
 /// The output side: the file, where it stands, and the tables so far.
@@ -188,7 +187,7 @@ impl StreamWriter {
 }
 
 fn deliver(sink: &mut Sink) -> impl FnMut(GrainDone) -> Result<()> + '_ {
-    |(index, zlib)| match zlib {
+    |(index, zlib)| match zlib? {
         Some(zlib) => sink.write_grain(index, &zlib),
         None => Ok(()),
     }

@@ -5,11 +5,12 @@
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_disk::convert::{Comparison, compare, convert};
-use kiln_disk::{CreateOptions, DiskRead, OpenOptions};
+use kiln_disk::inspect::Structure;
+use kiln_disk::{CreateOptions, DiskRead, Format, OpenOptions};
 
 /// A small deterministic generator (SplitMix64): tests are reproducible from
 /// their seed without a dependency.
@@ -177,4 +178,72 @@ pub fn read_everything(image: &dyn DiskRead, limit: u64) -> bool {
         pos += n;
     }
     true
+}
+
+/// A format's structural entry points, as the mutation tests call them.
+pub struct Parsers {
+    pub format: Format,
+    pub inspect_structure: fn(&File, u64) -> Structure,
+    pub check: fn(&File) -> kiln_disk::Result<Vec<String>>,
+}
+
+/// Feeds damaged image bytes (cut to `cut` modulo their length, if given)
+/// to every parser of a format, and reads what opens: none may panic.
+pub fn survive(parsers: &Parsers, mut bytes: Vec<u8>, cut: Option<u32>) {
+    if let Some(cut) = cut {
+        bytes.truncate(cut as usize % (bytes.len() + 1));
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("mutant");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = File::open(&path).unwrap();
+    let _ = (parsers.inspect_structure)(&file, bytes.len() as u64);
+    let _ = (parsers.check)(&file);
+    let opts = OpenOptions {
+        format: Some(parsers.format),
+        ..Default::default()
+    };
+    if let Ok(image) = kiln_disk::open(&path, &opts) {
+        let _ = image.info();
+        read_everything(image.as_ref(), 64 << 20);
+    }
+}
+
+/// A copy of `src` next to it, named `name`, with `bytes` written at `offset`.
+pub fn damaged_copy(src: &Path, name: &str, offset: u64, bytes: &[u8]) -> PathBuf {
+    let path = src.with_file_name(name);
+    std::fs::copy(src, &path).unwrap();
+    poke(&path, offset, bytes);
+    path
+}
+
+/// A copy of `src` next to it cut to `len` bytes.
+pub fn truncated_copy(src: &Path, len: u64) -> PathBuf {
+    let path = src.with_file_name(format!(
+        "cut-{len}-{}",
+        src.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::copy(src, &path).unwrap();
+    FsOpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    path
+}
+
+/// Asserts that the safety inspector refuses `path` with a problem that
+/// mentions every one of `words`.
+pub fn assert_problem(path: &Path, words: &[&str]) {
+    let report = kiln_disk::inspect::inspect_file(path).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| words.iter().all(|w| p.contains(w))),
+        "{}: no problem mentions {words:?}: {:?}",
+        path.display(),
+        report.problems
+    );
 }
