@@ -1,6 +1,8 @@
 //! `kiln`: the command-line front. Each area lives in its own module and calls
 //! into its library crate; this file only dispatches.
 
+mod context;
+mod enc;
 mod img;
 mod output;
 mod template;
@@ -28,6 +30,11 @@ enum Command {
     /// Appliance templates: check, show, import (Oz TDL, BoxGrinder).
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// VM context: OpenNebula context CD, cloud-init NoCloud and ConfigDrive seeds.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// Classify a node for Puppet (external_nodes) or chef-solo.
+    Enc(enc::EncArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Write man pages for kiln and every subcommand into DIR.
@@ -40,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
         Command::Template(cmd) => template::run(cmd),
+        Command::Context(cmd) => context::run(cmd),
+        Command::Enc(args) => enc::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
