@@ -341,13 +341,7 @@ pub fn to_variables(config: &CloudConfig) -> Variables {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn variables(pairs: &[(&str, &str)]) -> Variables {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::onecontext::variables;
 
     fn user(config: &CloudConfig) -> &User {
         match &config.users[0] {

@@ -99,10 +99,35 @@ impl<'a> Cursor<'a> {
         &self.text[start..self.offset]
     }
 
+    /// Consumes `wanted` or fails naming what was found instead.
+    pub fn expect(&mut self, wanted: char) -> Result<(), SyntaxError> {
+        match self.peek() {
+            Some(c) if c == wanted => {
+                self.bump();
+                Ok(())
+            }
+            found => Err(self.error(format!("expected {wanted:?}, found {}", describe(found)))),
+        }
+    }
+
+    /// An `[A-Za-z0-9_]+` name, upper-cased (OpenNebula names are
+    /// case-insensitive); `what` says what was expected.
+    pub fn name(&mut self, what: &str) -> Result<String, SyntaxError> {
+        let name = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
+        if name.is_empty() {
+            return Err(self.error(format!("expected {what}, found {}", describe(self.peek()))));
+        }
+        Ok(name.to_ascii_uppercase())
+    }
+
     pub fn error(&self, message: impl Into<String>) -> SyntaxError {
         SyntaxError {
             position: self.position,
             message: message.into(),
         }
     }
+}
+
+fn describe(found: Option<char>) -> String {
+    found.map_or("end of text".to_string(), |c| format!("{c:?}"))
 }

@@ -501,13 +501,7 @@ pub fn network_data(interfaces: &[Interface]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn variables(pairs: &[(&str, &str)]) -> Variables {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::onecontext::variables;
 
     fn sample() -> Variables {
         variables(&[

@@ -161,6 +161,15 @@ pub fn context_seed(variables: &Variables, files: Vec<SeedFile>) -> Result<Seed>
     Ok(seed)
 }
 
+/// Variables from name/value pairs, for tests.
+#[cfg(test)]
+pub(crate) fn variables(pairs: &[(&str, &str)]) -> Variables {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

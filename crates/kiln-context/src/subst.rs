@@ -79,52 +79,22 @@ pub fn parse(text: &str) -> Result<Vec<Part>, SyntaxError> {
     Ok(parts)
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
-fn skip_blanks(cursor: &mut Cursor) {
-    cursor.take_while(|c| c == ' ' || c == '\t');
-}
-
-fn name(cursor: &mut Cursor, what: &str) -> Result<String, SyntaxError> {
-    let name = cursor.take_while(is_name_char);
-    if name.is_empty() {
-        let found = cursor
-            .peek()
-            .map_or("end of text".to_string(), |c| format!("{c:?}"));
-        return Err(cursor.error(format!("expected {what}, found {found}")));
-    }
-    Ok(name.to_ascii_uppercase())
-}
-
-fn expect(cursor: &mut Cursor, wanted: char) -> Result<(), SyntaxError> {
-    match cursor.peek() {
-        Some(c) if c == wanted => {
-            cursor.bump();
-            Ok(())
-        }
-        Some(c) => Err(cursor.error(format!("expected {wanted:?}, found {c:?}"))),
-        None => Err(cursor.error(format!("expected {wanted:?}, found end of text"))),
-    }
-}
-
 /// After the `$`: NAME, then optionally `[ATTR]` or `[ATTR, KEY=VALUE]`.
 fn parse_variable(cursor: &mut Cursor) -> Result<Part, SyntaxError> {
-    let name = name(cursor, "a variable name after '$'")?;
+    let name = cursor.name("a variable name after '$'")?;
     if cursor.peek() != Some('[') {
         return Ok(Part::Single { name });
     }
     cursor.bump();
     skip_blanks(cursor);
-    let attribute = name_in_brackets(cursor)?;
+    let attribute = cursor.name("an attribute name")?;
     skip_blanks(cursor);
     let filter = if cursor.peek() == Some(',') {
         cursor.bump();
         skip_blanks(cursor);
-        let key = name_in_brackets(cursor)?;
+        let key = cursor.name("an attribute name")?;
         skip_blanks(cursor);
-        expect(cursor, '=')?;
+        cursor.expect('=')?;
         skip_blanks(cursor);
         let value = filter_value(cursor)?;
         skip_blanks(cursor);
@@ -132,7 +102,7 @@ fn parse_variable(cursor: &mut Cursor) -> Result<Part, SyntaxError> {
     } else {
         None
     };
-    expect(cursor, ']')?;
+    cursor.expect(']')?;
     Ok(Part::Vector {
         name,
         attribute,
@@ -140,8 +110,8 @@ fn parse_variable(cursor: &mut Cursor) -> Result<Part, SyntaxError> {
     })
 }
 
-fn name_in_brackets(cursor: &mut Cursor) -> Result<String, SyntaxError> {
-    name(cursor, "an attribute name")
+fn skip_blanks(cursor: &mut Cursor) {
+    cursor.take_while(|c| c == ' ' || c == '\t');
 }
 
 /// `"anything but a quote"` or `[[:alnum:]]+`.

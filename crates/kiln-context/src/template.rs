@@ -116,10 +116,6 @@ fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\\\""))
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
@@ -138,9 +134,9 @@ pub fn parse(text: &str) -> Result<Template, SyntaxError> {
         if cursor.peek().is_none() {
             return Ok(template);
         }
-        let name = parse_name(&mut cursor)?;
+        let name = cursor.name("an attribute name")?;
         cursor.take_while(is_blank);
-        expect(&mut cursor, '=')?;
+        cursor.expect('=')?;
         cursor.take_while(is_blank);
         if cursor.peek() == Some('[') {
             cursor.bump();
@@ -173,28 +169,6 @@ fn end_of_attribute(cursor: &mut Cursor) -> Result<(), SyntaxError> {
         Some(c) => Err(cursor.error(format!(
             "unexpected {c:?} after the value; expected a new line"
         ))),
-    }
-}
-
-fn parse_name(cursor: &mut Cursor) -> Result<String, SyntaxError> {
-    let name = cursor.take_while(is_name_char);
-    if name.is_empty() {
-        let found = cursor
-            .peek()
-            .map_or("end of input".to_string(), |c| format!("{c:?}"));
-        return Err(cursor.error(format!("expected an attribute name, found {found}")));
-    }
-    Ok(name.to_ascii_uppercase())
-}
-
-fn expect(cursor: &mut Cursor, wanted: char) -> Result<(), SyntaxError> {
-    match cursor.peek() {
-        Some(c) if c == wanted => {
-            cursor.bump();
-            Ok(())
-        }
-        Some(c) => Err(cursor.error(format!("expected {wanted:?}, found {c:?}"))),
-        None => Err(cursor.error(format!("expected {wanted:?}, found end of input"))),
     }
 }
 
@@ -246,9 +220,9 @@ fn parse_vector_body(cursor: &mut Cursor) -> Result<Vector, SyntaxError> {
     }
     loop {
         skip_vector_space(cursor);
-        let name = parse_name(cursor)?;
+        let name = cursor.name("an attribute name")?;
         cursor.take_while(is_blank);
-        expect(cursor, '=')?;
+        cursor.expect('=')?;
         cursor.take_while(is_blank);
         let value = parse_value(cursor, false)?;
         // Like oned's std::map insert, the first of two equal names wins.
