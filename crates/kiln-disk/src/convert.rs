@@ -10,7 +10,10 @@ const WINDOW: u64 = 4 << 20;
 pub fn is_zero(buf: &[u8]) -> bool {
     let chunks = buf.chunks_exact(64);
     let tail = chunks.remainder();
-    tail.iter().all(|&b| b == 0) && chunks.into_iter().all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
+    tail.iter().all(|&b| b == 0)
+        && chunks
+            .into_iter()
+            .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 /// Fills `buf` with the guest bytes at `offset`, reading only the parts the
@@ -37,7 +40,11 @@ fn read_window(src: &dyn DiskRead, buf: &mut [u8], offset: u64) -> Result<bool> 
 /// Copies the guest contents of `src` into `dst`, in ascending order, handing
 /// `dst` only the units that hold non-zero data. `progress` is called with the
 /// number of guest bytes done so far.
-pub fn convert(src: &dyn DiskRead, mut dst: Box<dyn DiskWrite>, progress: &mut dyn FnMut(u64)) -> Result<()> {
+pub fn convert(
+    src: &dyn DiskRead,
+    mut dst: Box<dyn DiskWrite>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
     let size = src.virtual_size();
     let unit = dst.granularity();
     let window = WINDOW.div_ceil(unit) * unit;
@@ -69,7 +76,11 @@ pub enum Comparison {
 
 /// Compares guest contents as qemu-img compare does without `-s`: when the
 /// sizes differ, the extra part of the larger image must read as zeros.
-pub fn compare(a: &dyn DiskRead, b: &dyn DiskRead, progress: &mut dyn FnMut(u64)) -> Result<Comparison> {
+pub fn compare(
+    a: &dyn DiskRead,
+    b: &dyn DiskRead,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Comparison> {
     let size = a.virtual_size().max(b.virtual_size());
     let mut buf_a = vec![0u8; WINDOW as usize];
     let mut buf_b = vec![0u8; WINDOW as usize];
@@ -80,7 +91,11 @@ pub fn compare(a: &dyn DiskRead, b: &dyn DiskRead, progress: &mut dyn FnMut(u64)
         read_clipped(a, wa, offset)?;
         read_clipped(b, wb, offset)?;
         if wa != wb {
-            let at = wa.iter().zip(wb.iter()).position(|(x, y)| x != y).unwrap_or(0);
+            let at = wa
+                .iter()
+                .zip(wb.iter())
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
             return Ok(Comparison::DiffersAt(offset + at as u64));
         }
         offset += len;

@@ -22,7 +22,13 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [Format::Raw, Format::Qcow2, Format::Vmdk, Format::Vhd, Format::Vdi];
+    pub const ALL: [Format; 5] = [
+        Format::Raw,
+        Format::Qcow2,
+        Format::Vmdk,
+        Format::Vhd,
+        Format::Vdi,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -113,7 +119,9 @@ pub fn detect_all(file: &File) -> Result<Vec<Signature>> {
     if head.starts_with(b"vhdxfile") {
         found.push(Signature::Vhdx);
     }
-    if head.len() >= 0x44 && u32::from_le_bytes(head[0x40..0x44].try_into().unwrap()) == VDI_SIGNATURE {
+    if head.len() >= 0x44
+        && u32::from_le_bytes(head[0x40..0x44].try_into().unwrap()) == VDI_SIGNATURE
+    {
         found.push(Signature::Vdi);
     }
     let footer_at_end = if len >= 512 {
@@ -144,9 +152,15 @@ pub fn detect_all(file: &File) -> Result<Vec<Signature>> {
 pub fn detect(file: &File) -> Result<Format> {
     let sigs = detect_all(file)?;
     if sigs.contains(&Signature::Vhdx) {
-        return Err(Error::unsupported("vhdx", "VHDX images can not be read yet"));
+        return Err(Error::unsupported(
+            "vhdx",
+            "VHDX images can not be read yet",
+        ));
     }
     // The first container signature wins; the safety inspector is the place
     // that refuses files carrying more than one.
-    Ok(sigs.iter().find_map(|s| s.container()).unwrap_or(Format::Raw))
+    Ok(sigs
+        .iter()
+        .find_map(|s| s.container())
+        .unwrap_or(Format::Raw))
 }

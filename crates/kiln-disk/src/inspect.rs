@@ -63,7 +63,11 @@ pub fn inspect(file: &File) -> Result<SafetyReport> {
     if distinct.len() > 1 {
         problems.push(format!(
             "the file carries the signatures of several formats ({}): it could be read as either",
-            distinct.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+            distinct
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     for other in [Signature::Gpt, Signature::Iso9660] {
@@ -79,7 +83,10 @@ pub fn inspect(file: &File) -> Result<SafetyReport> {
     }
 
     let structure = match format {
-        Format::Raw => Structure { virtual_size: Some(file_size), problems: Vec::new() },
+        Format::Raw => Structure {
+            virtual_size: Some(file_size),
+            problems: Vec::new(),
+        },
         Format::Qcow2 => qcow2::inspect_structure(file, file_size),
         Format::Vmdk => vmdk::inspect_structure(file, file_size),
         Format::Vhd => vhd::inspect_structure(file, file_size),
@@ -94,5 +101,11 @@ pub fn inspect(file: &File) -> Result<SafetyReport> {
             MAX_VIRTUAL_SIZE >> 40
         ));
     }
-    Ok(SafetyReport { format, virtual_size: structure.virtual_size, file_size, signatures, problems })
+    Ok(SafetyReport {
+        format,
+        virtual_size: structure.virtual_size,
+        file_size,
+        signatures,
+        problems,
+    })
 }

@@ -9,6 +9,7 @@
 //! Formats are detected by content ([`detect`]), never by file name.
 
 pub(crate) mod blocks;
+pub mod check;
 pub mod convert;
 pub mod detect;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod options;
 pub mod parallel;
 pub mod qcow2;
 pub mod raw;
+pub mod resize;
 pub mod vdi;
 pub mod vhd;
 pub mod vmdk;

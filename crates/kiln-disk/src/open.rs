@@ -4,7 +4,9 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::{CreateOptions, DiskRead, DiskWrite, Error, Format, Result, detect, qcow2, raw, vdi, vhd, vmdk};
+use crate::{
+    CreateOptions, DiskRead, DiskWrite, Error, Format, Result, detect, qcow2, raw, vdi, vhd, vmdk,
+};
 
 /// How to open an image.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +42,10 @@ pub(crate) fn open_external(
         )));
     }
     let path = resolve_external(referrer, name);
-    let opts = OpenOptions { format, ..opts.clone() };
+    let opts = OpenOptions {
+        format,
+        ..opts.clone()
+    };
     open_at_depth(&path, &opts, depth + 1)
 }
 
@@ -55,7 +60,12 @@ pub(crate) fn resolve_external(referrer: &Path, name: &str) -> std::path::PathBu
 }
 
 fn open_at_depth(path: &Path, opts: &OpenOptions, depth: usize) -> Result<Box<dyn DiskRead>> {
-    let file = File::open(path).map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+    let file = File::open(path).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    })?;
     let format = match opts.format {
         Some(f) => f,
         None => detect(&file)?,
@@ -68,7 +78,10 @@ fn open_at_depth(path: &Path, opts: &OpenOptions, depth: usize) -> Result<Box<dy
         Format::Vhd => vhd::open(file, path, opts, depth)?,
         Format::Vdi => vdi::open(file)?,
     };
-    Ok(Box::new(WithActualSize { inner: image, actual_size }))
+    Ok(Box::new(WithActualSize {
+        inner: image,
+        actual_size,
+    }))
 }
 
 /// Adds the file's disk usage to what the format reports.
@@ -103,6 +116,11 @@ pub fn create(path: &Path, opts: &CreateOptions, virtual_size: u64) -> Result<Bo
         Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(file, opts, virtual_size)?),
         Format::Vmdk => vmdk::create(file, path, opts, virtual_size)?,
         Format::Vhd => vhd::create(file, opts, virtual_size)?,
-        Format::Vdi => return Err(Error::unsupported("vdi", "kiln reads VDI but does not write it")),
+        Format::Vdi => {
+            return Err(Error::unsupported(
+                "vdi",
+                "kiln reads VDI but does not write it",
+            ));
+        }
     })
 }

@@ -60,7 +60,12 @@ impl CreateOptions {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad = || Error::Usage(format!("invalid value {value:?} for option {key} of {}", self.format));
+        let bad = || {
+            Error::Usage(format!(
+                "invalid value {value:?} for option {key} of {}",
+                self.format
+            ))
+        };
         match (self.format, key) {
             (Format::Qcow2, "compat") => {
                 self.qcow2_v2 = match value {
@@ -92,7 +97,9 @@ impl CreateOptions {
                     _ => return Err(bad()),
                 }
             }
-            (Format::Vhd, "force_size") => self.vhd_force_size = parse_bool(value).ok_or_else(bad)?,
+            (Format::Vhd, "force_size") => {
+                self.vhd_force_size = parse_bool(value).ok_or_else(bad)?
+            }
             (Format::Vmdk, "subformat") => {
                 if value != "streamOptimized" {
                     return Err(Error::Usage(format!(
@@ -128,7 +135,9 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// suffix (k, M, G, T, P, E; case-insensitive), bytes when bare.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let shift = match suffix.to_ascii_lowercase().as_str() {
         "" | "b" => 0,

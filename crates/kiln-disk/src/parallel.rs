@@ -56,8 +56,16 @@ impl<I: Send + 'static, O: Send + 'static> OrderedPool<I, O> {
 
     /// Queues `item`; calls `deliver` with every result that is ready in order.
     /// Blocks while too many items are in flight, which bounds memory.
-    pub fn submit<E>(&mut self, item: I, deliver: &mut impl FnMut(O) -> Result<(), E>) -> Result<(), E> {
-        self.jobs.as_ref().expect("pool is open").send((self.next_submit, item)).expect("workers alive");
+    pub fn submit<E>(
+        &mut self,
+        item: I,
+        deliver: &mut impl FnMut(O) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.jobs
+            .as_ref()
+            .expect("pool is open")
+            .send((self.next_submit, item))
+            .expect("workers alive");
         self.next_submit += 1;
         while self.next_submit - self.next_deliver > self.max_in_flight {
             self.receive_one();

@@ -65,7 +65,11 @@ impl DiskRead for RawReader {
     }
 
     fn info(&self) -> ImageInfo {
-        ImageInfo { format: Format::Raw, virtual_size: self.size, ..Default::default() }
+        ImageInfo {
+            format: Format::Raw,
+            virtual_size: self.size,
+            ..Default::default()
+        }
     }
 }
 
