@@ -342,12 +342,13 @@ fn resize_grows_in_place_and_relocates_the_l1_table() {
 fn unsafe_qcow2_images_are_refused_with_a_reason() {
     let dir = TempDir::new().unwrap();
     let data_file = dir.path().join("ext.qcow2");
+    let data_opt = format!("data_file={}", dir.path().join("ext.raw").display());
     qemu_img_ok(&[
         "create",
         "-f",
         "qcow2",
         "-o",
-        "data_file=ext.raw",
+        &data_opt,
         data_file.to_str().unwrap(),
         "16M",
     ]);
