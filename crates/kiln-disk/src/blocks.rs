@@ -259,6 +259,11 @@ impl Regions {
         true
     }
 
+    /// Whether more regions were claimed than fit the file without overlap.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full
+    }
+
     /// The problems found: those recorded and every overlap of two regions.
     pub(crate) fn finish(mut self) -> Vec<String> {
         let mut list = std::mem::take(&mut self.list);

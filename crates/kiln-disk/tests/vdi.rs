@@ -123,6 +123,30 @@ fn block_maps_past_the_end_or_overlapping_are_reported() {
 }
 
 #[test]
+fn discarded_blocks_read_as_zeros() {
+    let dir = TempDir::new().unwrap();
+    let (raw, out) = qemu_vdi(&dir, 5, 16 << 20, false);
+    let (map_at, map) = block_map(&std::fs::read(&out).unwrap());
+    let a = (0..map.len()).find(|&i| map[i] < 0xffff_fffe).unwrap();
+    poke(&out, map_at + 4 * a as u64, &0xffff_fffeu32.to_le_bytes());
+    let image = open(&out);
+    assert_eq!(
+        image.block_status((a as u64) << 20, 1 << 20).unwrap(),
+        (Allocation::Zero, 1 << 20)
+    );
+    let mut expected = vec![0u8; 16 << 20];
+    open(&raw).read_at(&mut expected, 0).unwrap();
+    expected[a << 20..(a + 1) << 20].fill(0);
+    let mut got = vec![1u8; 16 << 20];
+    image.read_at(&mut got, 0).unwrap();
+    assert!(
+        got == expected,
+        "block {a} was discarded: it reads as zeros, the rest as before"
+    );
+    assert!(inspect_file(&out).unwrap().is_safe());
+}
+
+#[test]
 fn truncated_vdis_are_refused_not_misread() {
     let dir = TempDir::new().unwrap();
     let (_, out) = qemu_vdi(&dir, 3, 8 << 20, true);

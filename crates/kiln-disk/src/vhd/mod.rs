@@ -475,7 +475,6 @@ impl DiskWrite for VhdWriter {
                     .write_all_at(&layout.header.serialize(), FOOTER_LEN)?;
                 self.file.write_all_at(&bat, TABLE_OFFSET)?;
                 self.file.write_all_at(&footer, layout.next_block)?;
-                self.file.set_len(layout.next_block + FOOTER_LEN)?;
             }
         }
         self.file.sync_all()?;

@@ -433,7 +433,10 @@ fn compare_redundant(
     rgd: &[u32],
     regions: &mut Regions,
 ) {
-    for (i, (&a, &b)) in gd.iter().zip(rgd).enumerate() {
+    // Comparing reads two tables an entry: stop where more tables than the
+    // file can hold would be read.
+    let most = (file_size / header.gt_bytes()) as usize + 1;
+    for (i, (&a, &b)) in gd.iter().zip(rgd).enumerate().take(most) {
         let same = match (a, b) {
             (0, 0) => true,
             (0, _) | (_, 0) => false,
@@ -463,6 +466,11 @@ fn survey_grains(
         // A table shared by two directory entries is reported as an overlap; walk it once.
         if gt == 0 || !seen_tables.insert(gt) {
             continue;
+        }
+        // Past this point tables or grains must overlap, which is reported:
+        // walking on would only cost time.
+        if regions.is_full() {
+            return;
         }
         let Ok(table) = read_gt(file, header, file_size, gt) else {
             continue;
