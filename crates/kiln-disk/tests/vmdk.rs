@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use kiln_disk::inspect::inspect_file;
-use kiln_disk::{CreateOptions, Error, Format, OpenOptions, vmdk};
+use kiln_disk::{Allocation, CreateOptions, Error, Format, OpenOptions, vmdk};
 use proptest::prelude::*;
 use tempfile::TempDir;
 
@@ -118,6 +118,66 @@ fn split_extents_past_two_gib_read_back() {
             info.external_files
         );
     }
+}
+
+#[test]
+fn zeroed_grains_read_as_zeros() {
+    // With zeroed_grain=on qemu marks a zeroed grain with table entry 1.
+    let dir = TempDir::new().unwrap();
+    let raw = source(&dir, 8, 4 << 20);
+    let out = dir.path().join("zeroed.vmdk");
+    let (src, dst) = (raw.to_str().unwrap(), out.to_str().unwrap());
+    qemu_img_ok(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        "zeroed_grain=on",
+        src,
+        dst,
+    ]);
+    let before = open(&out);
+    assert_eq!(
+        before.block_status(0, 65536).unwrap().0,
+        Allocation::Data,
+        "the source has data at 0"
+    );
+    let io = std::process::Command::new("qemu-io")
+        .args(["-f", "vmdk", "-c", "write -z 0 64k", dst])
+        .output()
+        .expect("qemu-io comes with qemu-utils");
+    assert!(
+        io.status.success(),
+        "{}",
+        String::from_utf8_lossy(&io.stderr)
+    );
+    let header = vmdk::SparseHeader::parse(&std::fs::read(&out).unwrap()[..512]).unwrap();
+    let image = open(&out);
+    assert_eq!(
+        image.block_status(0, 65536).unwrap(),
+        (Allocation::Zero, 65536)
+    );
+    let mut expected = vec![0u8; 4 << 20];
+    open(&raw).read_at(&mut expected, 0).unwrap();
+    expected[..65536].fill(0);
+    let mut got = vec![1u8; 4 << 20];
+    image.read_at(&mut got, 0).unwrap();
+    assert!(got == expected);
+    assert_ne!(header.flags & 4, 0, "the zeroed-grain flag is set");
+    // qemu-img reads it the same way.
+    let back = dir.path().join("back.raw");
+    qemu_img_ok(&[
+        "convert",
+        "-f",
+        "vmdk",
+        "-O",
+        "raw",
+        dst,
+        back.to_str().unwrap(),
+    ]);
+    assert_same_guest(open(&back).as_ref(), image.as_ref(), "zeroed grain");
 }
 
 fn stream_options(adapter: &str, threads: usize) -> CreateOptions {

@@ -104,8 +104,8 @@ fn read_bat(file: &File, header: &DynamicHeader, file_size: u64) -> Result<Vec<u
 
 /// The parent a differencing disk names: the relative Windows path locator,
 /// else the absolute one, else the file name in the header. Backslashes
-/// become slashes and a Windows drive is dropped, so that the name resolves
-/// next to the child, where copied image chains keep their parents.
+/// become slashes and a Windows drive letter is dropped; a relative name
+/// resolves next to the child, where copied image chains keep their parents.
 fn parent_name(file: &File, header: &DynamicHeader, file_size: u64) -> Result<String> {
     for code in [b"W2ru", b"W2ku"] {
         let Some(locator) = header

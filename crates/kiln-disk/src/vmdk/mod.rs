@@ -92,6 +92,9 @@ impl VmdkReader {
         }
         let descriptor = read_descriptor_file(&file, file.metadata()?.len())?;
         refuse_parent(&descriptor, opts)?;
+        if descriptor.extents.is_empty() {
+            return Err(Error::invalid(FORMAT, "the descriptor names no extents"));
+        }
         if !opts.allow_external
             && let Some(name) = descriptor.extents.iter().find_map(|e| e.file.as_ref())
         {
