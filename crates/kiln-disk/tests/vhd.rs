@@ -144,6 +144,8 @@ fn sizes_round_as_qemu_img_rounds_them() {
         }
     }
     assert!(vhd::new_disk_size((2040 << 30) + 512, true).is_err());
+    let o = vhd_options("subformat=dynamic");
+    assert!(kiln_disk::create(&out, &o, (2040 << 30) + 512).is_err());
     let too_large = qemu_img(&[
         "create",
         "-q",

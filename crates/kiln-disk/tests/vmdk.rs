@@ -266,6 +266,21 @@ fn stream_optimized_layout_is_what_vmware_expects() {
 }
 
 #[test]
+fn oversized_disks_are_refused_before_anything_is_allocated() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("huge.vmdk");
+    let o = stream_options("ide", 1);
+    assert!(matches!(
+        kiln_disk::create(&out, &o, 1 << 60),
+        Err(Error::Usage(_))
+    ));
+    assert!(
+        kiln_disk::create(&out, &o, 64 << 40).is_ok(),
+        "64 TiB is within bounds"
+    );
+}
+
+#[test]
 fn zero_grains_are_never_written() {
     let dir = TempDir::new().unwrap();
     let raw = dir.path().join("zeros.raw");

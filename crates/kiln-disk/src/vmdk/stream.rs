@@ -21,6 +21,7 @@ use super::header::{
 };
 use crate::blocks::random_u64;
 use crate::convert::is_zero;
+use crate::inspect::MAX_VIRTUAL_SIZE;
 use crate::parallel::OrderedPool;
 use crate::{CreateOptions, DiskWrite, Error, Result};
 
@@ -135,6 +136,13 @@ pub struct StreamWriter {
 
 impl StreamWriter {
     pub fn new(file: File, path: &Path, opts: &CreateOptions, size: u64) -> Result<Self> {
+        // VMware's limit is 62 TiB; the bound also keeps the directory small.
+        if size > MAX_VIRTUAL_SIZE {
+            return Err(Error::Usage(format!(
+                "a VMDK holds at most {} TiB; {size} bytes is too large",
+                MAX_VIRTUAL_SIZE >> 40
+            )));
+        }
         let capacity = size.div_ceil(SECTOR);
         let header = SparseHeader {
             version: 3,
@@ -164,15 +172,13 @@ impl StreamWriter {
                 text.len()
             )));
         }
-        let gd_entries = header.gd_entries();
         let mut sink = Sink {
             out: BufWriter::with_capacity(1 << 20, file),
             pos: 0,
+            gd: vec![0; header.gd_entries() as usize],
             header,
-            gd: Vec::new(),
             table: None,
         };
-        sink.gd = vec![0; gd_entries as usize];
         sink.write(&sink.header.serialize())?;
         sink.write(text.as_bytes())?;
         let overhead = sink.header.overhead * SECTOR;
