@@ -179,8 +179,6 @@ fn seeds() -> &'static [Vec<u8>] {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
     #[test]
     fn mutated_vdis_never_panic(
         which in 0usize..2,
