@@ -19,18 +19,11 @@ fn source(dir: &TempDir, seed: u64, size: u64) -> PathBuf {
     path
 }
 
-fn qemu_convert_to_vmdk(raw: &Path, out: &Path, subformat: &str) {
-    let opts = format!("subformat={subformat}");
+/// qemu-img convert from raw to VMDK with `-o options`.
+fn qemu_convert_to_vmdk(raw: &Path, out: &Path, options: &str) {
+    let (src, dst) = (raw.to_str().unwrap(), out.to_str().unwrap());
     qemu_img_ok(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        &opts,
-        raw.to_str().unwrap(),
-        out.to_str().unwrap(),
+        "convert", "-f", "raw", "-O", "vmdk", "-o", options, src, dst,
     ]);
 }
 
@@ -38,7 +31,7 @@ fn qemu_convert_to_vmdk(raw: &Path, out: &Path, subformat: &str) {
 /// size and type qemu-img reports.
 fn check_qemu_subformat(dir: &TempDir, raw: &Path, subformat: &str, size: u64) {
     let out = dir.path().join(format!("{subformat}.vmdk"));
-    qemu_convert_to_vmdk(raw, &out, subformat);
+    qemu_convert_to_vmdk(raw, &out, &format!("subformat={subformat}"));
     let qemu = qemu_info(&out, "vmdk");
     let in_one_file = matches!(subformat, "monolithicSparse" | "streamOptimized");
     let image = if in_one_file {
@@ -126,33 +119,15 @@ fn zeroed_grains_read_as_zeros() {
     let dir = TempDir::new().unwrap();
     let raw = source(&dir, 8, 4 << 20);
     let out = dir.path().join("zeroed.vmdk");
-    let (src, dst) = (raw.to_str().unwrap(), out.to_str().unwrap());
-    qemu_img_ok(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "zeroed_grain=on",
-        src,
-        dst,
-    ]);
+    qemu_convert_to_vmdk(&raw, &out, "zeroed_grain=on");
     let before = open(&out);
     assert_eq!(
         before.block_status(0, 65536).unwrap().0,
         Allocation::Data,
         "the source has data at 0"
     );
-    let io = std::process::Command::new("qemu-io")
-        .args(["-f", "vmdk", "-c", "write -z 0 64k", dst])
-        .output()
-        .expect("qemu-io comes with qemu-utils");
-    assert!(
-        io.status.success(),
-        "{}",
-        String::from_utf8_lossy(&io.stderr)
-    );
+    let dst = out.to_str().unwrap();
+    qemu_io_ok(&["-f", "vmdk", "-c", "write -z 0 64k", dst]);
     let header = vmdk::SparseHeader::parse(&std::fs::read(&out).unwrap()[..512]).unwrap();
     let image = open(&out);
     assert_eq!(
@@ -369,7 +344,7 @@ fn child_images_are_refused() {
 fn qemu_sparse(dir: &TempDir) -> (PathBuf, vmdk::SparseHeader) {
     let raw = source(dir, 5, SIZE);
     let out = dir.path().join("sparse.vmdk");
-    qemu_convert_to_vmdk(&raw, &out, "monolithicSparse");
+    qemu_convert_to_vmdk(&raw, &out, "subformat=monolithicSparse");
     let header = vmdk::SparseHeader::parse(&std::fs::read(&out).unwrap()[..512]).unwrap();
     (out, header)
 }
@@ -435,9 +410,9 @@ fn seeds() -> &'static [(String, Vec<u8>)] {
         let stream = dir.path().join("s.vmdk");
         kiln_convert(&raw, &stream, &stream_options("ide", 1));
         let sparse = dir.path().join("m.vmdk");
-        qemu_convert_to_vmdk(&raw, &sparse, "monolithicSparse");
+        qemu_convert_to_vmdk(&raw, &sparse, "subformat=monolithicSparse");
         let flat = dir.path().join("f.vmdk");
-        qemu_convert_to_vmdk(&raw, &flat, "monolithicFlat");
+        qemu_convert_to_vmdk(&raw, &flat, "subformat=monolithicFlat");
         [stream, sparse, flat]
             .iter()
             .map(|p| (p.display().to_string(), std::fs::read(p).unwrap()))

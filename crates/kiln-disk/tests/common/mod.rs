@@ -104,6 +104,19 @@ pub fn qemu_img_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs qemu-io (shipped with qemu-img) and asserts success.
+pub fn qemu_io_ok(args: &[&str]) {
+    let out = Command::new("qemu-io")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("qemu-io comes with qemu-utils, the test oracle: {e}"));
+    assert!(
+        out.status.success(),
+        "qemu-io {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `qemu-img info --output=json` of `path` read as `format`.
 pub fn qemu_info(path: &Path, format: &str) -> serde_json::Value {
     let text = qemu_img_ok(&[
