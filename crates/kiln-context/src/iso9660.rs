@@ -581,24 +581,10 @@ fn directory_record(
     r
 }
 
-/// Civil date from Unix days (Howard Hinnant's algorithm), proleptic Gregorian.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// (year, month, day, hour, minute, second) in UTC, the year kept within
 /// what ISO 9660 can store (1900–2155).
 fn utc_fields(epoch: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let (year, month, day) = civil_from_days(epoch.div_euclid(86_400));
+    let (year, month, day) = kiln_fs::civil_from_days(epoch.div_euclid(86_400));
     let seconds = epoch.rem_euclid(86_400);
     let (hour, minute, second) = (
         (seconds / 3600) as u32,
