@@ -2,7 +2,9 @@
 //! in submission order. Compressing writers use it to keep every core busy
 //! while they still write their output strictly in sequence.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -10,7 +12,9 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 pub struct OrderedPool<I: Send + 'static, O: Send + 'static> {
     jobs: Option<Sender<(u64, I)>>,
-    results: Receiver<(u64, O)>,
+    /// A worker's panic travels back as `Err` and is resumed in the owner,
+    /// so a panicking job cannot leave the owner waiting for it forever.
+    results: Receiver<(u64, Result<O, Box<dyn Any + Send>>)>,
     workers: Vec<JoinHandle<()>>,
     next_submit: u64,
     next_deliver: u64,
@@ -36,7 +40,8 @@ impl<I: Send + 'static, O: Send + 'static> OrderedPool<I, O> {
                 let work = Arc::clone(&work);
                 std::thread::spawn(move || {
                     for (seq, item) in job_rx {
-                        if result_tx.send((seq, work(item))).is_err() {
+                        let out = catch_unwind(AssertUnwindSafe(|| work(item)));
+                        if result_tx.send((seq, out)).is_err() {
                             return;
                         }
                     }
@@ -72,7 +77,8 @@ impl<I: Send + 'static, O: Send + 'static> OrderedPool<I, O> {
             self.drain(deliver)?;
         }
         while let Ok((seq, out)) = self.results.try_recv() {
-            self.pending.insert(seq, out);
+            self.pending
+                .insert(seq, out.unwrap_or_else(|panic| resume_unwind(panic)));
         }
         self.drain(deliver)
     }
@@ -92,7 +98,8 @@ impl<I: Send + 'static, O: Send + 'static> OrderedPool<I, O> {
 
     fn receive_one(&mut self) {
         let (seq, out) = self.results.recv().expect("workers alive");
-        self.pending.insert(seq, out);
+        self.pending
+            .insert(seq, out.unwrap_or_else(|panic| resume_unwind(panic)));
     }
 
     fn drain<E>(&mut self, deliver: &mut impl FnMut(O) -> Result<(), E>) -> Result<(), E> {
@@ -132,5 +139,20 @@ mod tests {
         }
         pool.finish(&mut deliver).unwrap();
         assert_eq!(seen, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panicking_job_panics_the_owner_instead_of_hanging_it() {
+        let outcome = std::panic::catch_unwind(|| {
+            let mut pool =
+                OrderedPool::new(2, |x: u64| if x == 5 { panic!("job 5 fails") } else { x });
+            let mut deliver = |_: u64| -> Result<(), ()> { Ok(()) };
+            for i in 0..50 {
+                pool.submit(i, &mut deliver).unwrap();
+            }
+            pool.finish(&mut deliver).unwrap();
+        });
+        let message = outcome.expect_err("the panic must reach the owner");
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"job 5 fails"));
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use kiln_disk::{CreateOptions, Format, OpenOptions, qcow2};
@@ -12,16 +12,10 @@ use tempfile::TempDir;
 /// A size that ends mid-cluster (qemu keeps sizes in whole sectors).
 const SIZE: u64 = (48 << 20) + 25 * 512;
 
-fn source(dir: &TempDir, seed: u64) -> PathBuf {
-    let path = dir.path().join(format!("src-{seed}.raw"));
-    make_sparse_raw(&path, SIZE, seed);
-    path
-}
-
 #[test]
 fn kiln_reads_every_qcow2_qemu_img_writes() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 1);
+    let raw = sparse_source(&dir, 1, SIZE);
     let variants: &[&[&str]] = &[
         &["-o", "compat=0.10"],
         &["-o", "compat=1.1"],
@@ -66,7 +60,7 @@ fn kiln_reads_every_qcow2_qemu_img_writes() {
 #[test]
 fn info_reports_what_qemu_img_wrote() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 2);
+    let raw = sparse_source(&dir, 2, SIZE);
     let out = dir.path().join("zstd.qcow2");
     qemu_img_ok(&[
         "convert",
@@ -89,7 +83,7 @@ fn info_reports_what_qemu_img_wrote() {
 #[test]
 fn snapshots_are_listed_and_the_active_layer_read() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 3);
+    let raw = sparse_source(&dir, 3, SIZE);
     let out = dir.path().join("snap.qcow2");
     qemu_img_ok(&[
         "convert",
@@ -120,7 +114,7 @@ fn snapshots_are_listed_and_the_active_layer_read() {
 #[test]
 fn backing_chains_are_followed_only_when_allowed() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 4);
+    let raw = sparse_source(&dir, 4, SIZE);
     let base = dir.path().join("base.qcow2");
     let top = dir.path().join("top.qcow2");
     qemu_img_ok(&[
@@ -141,21 +135,8 @@ fn backing_chains_are_followed_only_when_allowed() {
         top.to_str().unwrap(),
     ]);
     // Write into the top layer so the chain has data at both levels.
-    let io = std::process::Command::new("qemu-io")
-        .args([
-            "-f",
-            "qcow2",
-            "-c",
-            &format!("write -P 0x41 {} 4096", 4 << 20),
-            top.to_str().unwrap(),
-        ])
-        .output()
-        .expect("qemu-io comes with qemu-utils");
-    assert!(
-        io.status.success(),
-        "{}",
-        String::from_utf8_lossy(&io.stderr)
-    );
+    let write = format!("write -P 0x41 {} 4096", 4 << 20);
+    qemu_io_ok(&["-f", "qcow2", "-c", &write, top.to_str().unwrap()]);
 
     let refused = kiln_disk::open(&top, &OpenOptions::default());
     assert!(
@@ -190,7 +171,7 @@ fn backing_chains_are_followed_only_when_allowed() {
 #[test]
 fn everything_kiln_writes_passes_qemu_img_check_and_compare() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 5);
+    let raw = sparse_source(&dir, 5, SIZE);
     let cases: &[&str] = &[
         "",
         "compat=0.10",
@@ -242,7 +223,7 @@ fn everything_kiln_writes_passes_qemu_img_check_and_compare() {
 #[test]
 fn compressed_output_is_smaller_and_counted_as_compressed() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 6);
+    let raw = sparse_source(&dir, 6, SIZE);
     let plain = dir.path().join("plain.qcow2");
     let packed = dir.path().join("packed.qcow2");
     kiln_convert(&raw, &plain, &CreateOptions::new(Format::Qcow2));
@@ -269,7 +250,7 @@ fn compressed_output_is_smaller_and_counted_as_compressed() {
 #[test]
 fn check_finds_refcount_damage_as_qemu_img_does() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 7);
+    let raw = sparse_source(&dir, 7, SIZE);
     let out = dir.path().join("damaged.qcow2");
     kiln_convert(&raw, &out, &CreateOptions::new(Format::Qcow2));
     let info = qemu_img_ok(&["info", "--output=json", out.to_str().unwrap()]);
@@ -302,7 +283,7 @@ fn check_finds_refcount_damage_as_qemu_img_does() {
 #[test]
 fn resize_grows_in_place_and_relocates_the_l1_table() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 8);
+    let raw = sparse_source(&dir, 8, SIZE);
     for (name, new_size) in [("small", SIZE + (1 << 20)), ("large", 300 << 30)] {
         let out = dir.path().join(format!("{name}.qcow2"));
         let mut o = CreateOptions::new(Format::Qcow2);
@@ -355,7 +336,7 @@ fn unsafe_qcow2_images_are_refused_with_a_reason() {
         "{report:?}"
     );
 
-    let raw = source(&dir, 9);
+    let raw = sparse_source(&dir, 9, SIZE);
     let out = dir.path().join("bad-l1.qcow2");
     kiln_convert(&raw, &out, &CreateOptions::new(Format::Qcow2));
     let bytes = std::fs::read(&out).unwrap();

@@ -13,14 +13,8 @@ use tempfile::TempDir;
 /// Several 1 MiB blocks, ending mid-block.
 const SIZE: u64 = (40 << 20) + 1234 * 512;
 
-fn source(dir: &TempDir, seed: u64, size: u64) -> PathBuf {
-    let path = dir.path().join(format!("src-{seed}.raw"));
-    make_sparse_raw(&path, size, seed);
-    path
-}
-
 fn qemu_vdi(dir: &TempDir, seed: u64, size: u64, static_: bool) -> (PathBuf, PathBuf) {
-    let raw = source(dir, seed, size);
+    let raw = sparse_source(dir, seed, size);
     let out = dir.path().join(format!("q-{seed}-{static_}.vdi"));
     let opts = format!("static={}", if static_ { "on" } else { "off" });
     qemu_img_ok(&[

@@ -14,12 +14,6 @@ use tempfile::TempDir;
 /// Several 2 MiB blocks, ending mid-block and mid-sector.
 const SIZE: u64 = (70 << 20) + 1234 * 512 + 100;
 
-fn source(dir: &TempDir, seed: u64, size: u64) -> PathBuf {
-    let path = dir.path().join(format!("src-{seed}.raw"));
-    make_sparse_raw(&path, size, seed);
-    path
-}
-
 fn vhd_options(list: &str) -> CreateOptions {
     let mut o = CreateOptions::new(Format::Vhd);
     o.apply(list).unwrap();
@@ -36,7 +30,7 @@ const QEMU_VARIANTS: [&str; 4] = [
 #[test]
 fn kiln_reads_every_vhd_qemu_img_writes() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 1, SIZE);
+    let raw = sparse_source(&dir, 1, SIZE);
     for (i, variant) in QEMU_VARIANTS.iter().enumerate() {
         let out = dir.path().join(format!("q{i}.vhd"));
         qemu_img_ok(&[
@@ -163,7 +157,7 @@ fn sizes_round_as_qemu_img_rounds_them() {
 #[test]
 fn everything_kiln_writes_qemu_img_reads_identically() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 2, SIZE);
+    let raw = sparse_source(&dir, 2, SIZE);
     // qemu-img has no check for vpc: verify that, then rely on info and compare.
     let probe = dir.path().join("probe.vhd");
     kiln_convert(&raw, &probe, &vhd_options("subformat=dynamic"));
@@ -206,7 +200,7 @@ fn everything_kiln_writes_qemu_img_reads_identically() {
 fn azure_fixed_vhds_keep_their_whole_mib_size() {
     let dir = TempDir::new().unwrap();
     let size = 64 << 20;
-    let raw = source(&dir, 3, size);
+    let raw = sparse_source(&dir, 3, size);
     vhd::check_azure_size(size).unwrap();
     let out = dir.path().join("azure.vhd");
     kiln_convert(&raw, &out, &vhd_options("subformat=fixed,force_size=on"));
@@ -229,7 +223,7 @@ fn azure_fixed_vhds_keep_their_whole_mib_size() {
 
 /// A kiln dynamic VHD and its BAT entries (big-endian u32 at offset 1536).
 fn dynamic_vhd(dir: &TempDir, seed: u64) -> (PathBuf, Vec<u32>) {
-    let raw = source(dir, seed, 16 << 20);
+    let raw = sparse_source(dir, seed, 16 << 20);
     let out = dir.path().join(format!("dyn-{seed}.vhd"));
     kiln_convert(&raw, &out, &vhd_options("subformat=dynamic"));
     let bytes = std::fs::read(&out).unwrap();
@@ -288,7 +282,7 @@ fn truncated_and_damaged_vhds_are_refused() {
         );
     }
     // A fixed disk has no copy: without its footer it is no VHD.
-    let raw = source(&dir, 6, 4 << 20);
+    let raw = sparse_source(&dir, 6, 4 << 20);
     let fixed = dir.path().join("fixed.vhd");
     kiln_convert(&raw, &fixed, &vhd_options("subformat=fixed"));
     let short = truncated_copy(&fixed, std::fs::metadata(&fixed).unwrap().len() - 100);
@@ -371,7 +365,7 @@ fn differencing_child(dir: &Path, parent: &Path) -> PathBuf {
 #[test]
 fn differencing_disks_read_their_parent_only_when_allowed() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 8, 8 << 20);
+    let raw = sparse_source(&dir, 8, 8 << 20);
     let parent = dir.path().join("parent.vhd");
     kiln_convert(
         &raw,
@@ -416,7 +410,7 @@ fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     SEEDS.get_or_init(|| {
         let dir = TempDir::new().unwrap();
-        let raw = source(&dir, 9, 5 << 20);
+        let raw = sparse_source(&dir, 9, 5 << 20);
         let kiln = dir.path().join("k.vhd");
         kiln_convert(&raw, &kiln, &vhd_options("subformat=dynamic"));
         let qemu = dir.path().join("q.vhd");
@@ -476,7 +470,7 @@ proptest! {
         force in any::<bool>(),
     ) {
         let dir = TempDir::new().unwrap();
-        let raw = source(&dir, seed, sectors * 512);
+        let raw = sparse_source(&dir, seed, sectors * 512);
         let out = dir.path().join("rt.vhd");
         let o = vhd_options(&format!("subformat={},force_size={}", if fixed { "fixed" } else { "dynamic" }, force));
         kiln_convert(&raw, &out, &o);

@@ -13,12 +13,6 @@ use tempfile::TempDir;
 /// Spans three grain tables (32 MiB each) and ends mid-grain and mid-sector.
 const SIZE: u64 = (70 << 20) + 1234 * 512 + 100;
 
-fn source(dir: &TempDir, seed: u64, size: u64) -> PathBuf {
-    let path = dir.path().join(format!("src-{seed}.raw"));
-    make_sparse_raw(&path, size, seed);
-    path
-}
-
 /// qemu-img convert from raw to VMDK with `-o options`.
 fn qemu_convert_to_vmdk(raw: &Path, out: &Path, options: &str) {
     let (src, dst) = (raw.to_str().unwrap(), out.to_str().unwrap());
@@ -83,7 +77,7 @@ fn check_qemu_subformat(dir: &TempDir, raw: &Path, subformat: &str, size: u64) {
 #[test]
 fn kiln_reads_every_vmdk_subformat_qemu_img_writes() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 1, SIZE);
+    let raw = sparse_source(&dir, 1, SIZE);
     for subformat in [
         "monolithicSparse",
         "streamOptimized",
@@ -100,7 +94,7 @@ fn split_extents_past_two_gib_read_back() {
     // Past 2 GiB qemu-img splits twoGbMaxExtent* images into several files.
     let dir = TempDir::new().unwrap();
     let size = (2 << 30) + (3 << 20) + 512;
-    let raw = source(&dir, 2, size);
+    let raw = sparse_source(&dir, 2, size);
     for subformat in ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"] {
         check_qemu_subformat(&dir, &raw, subformat, size);
         let info = open_allowing_external(&dir.path().join(format!("{subformat}.vmdk"))).info();
@@ -117,7 +111,7 @@ fn split_extents_past_two_gib_read_back() {
 fn zeroed_grains_read_as_zeros() {
     // With zeroed_grain=on qemu marks a zeroed grain with table entry 1.
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 8, 4 << 20);
+    let raw = sparse_source(&dir, 8, 4 << 20);
     let out = dir.path().join("zeroed.vmdk");
     qemu_convert_to_vmdk(&raw, &out, "zeroed_grain=on");
     let before = open(&out);
@@ -167,7 +161,7 @@ fn stream_options(adapter: &str, threads: usize) -> CreateOptions {
 #[test]
 fn kiln_stream_optimized_passes_qemu_img_check_and_compare() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 3, SIZE);
+    let raw = sparse_source(&dir, 3, SIZE);
     for (adapter, threads) in [("ide", 0), ("lsilogic", 1), ("buslogic", 3)] {
         let out = dir.path().join(format!("kiln-{adapter}.vmdk"));
         kiln_convert(&raw, &out, &stream_options(adapter, threads));
@@ -207,7 +201,7 @@ fn kiln_stream_optimized_passes_qemu_img_check_and_compare() {
 #[test]
 fn stream_optimized_layout_is_what_vmware_expects() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 4, 5 << 20);
+    let raw = sparse_source(&dir, 4, 5 << 20);
     let out = dir.path().join("layout.vmdk");
     kiln_convert(&raw, &out, &stream_options("ide", 2));
     let bytes = std::fs::read(&out).unwrap();
@@ -342,7 +336,7 @@ fn child_images_are_refused() {
 
 /// A monolithicSparse image from qemu-img with its header fields at hand.
 fn qemu_sparse(dir: &TempDir) -> (PathBuf, vmdk::SparseHeader) {
-    let raw = source(dir, 5, SIZE);
+    let raw = sparse_source(dir, 5, SIZE);
     let out = dir.path().join("sparse.vmdk");
     qemu_convert_to_vmdk(&raw, &out, "subformat=monolithicSparse");
     let header = vmdk::SparseHeader::parse(&std::fs::read(&out).unwrap()[..512]).unwrap();
@@ -386,7 +380,7 @@ fn tables_past_the_end_or_overlapping_are_reported() {
 #[test]
 fn truncated_streams_are_refused_not_misread() {
     let dir = TempDir::new().unwrap();
-    let raw = source(&dir, 6, 9 << 20);
+    let raw = sparse_source(&dir, 6, 9 << 20);
     let out = dir.path().join("whole.vmdk");
     kiln_convert(&raw, &out, &stream_options("ide", 0));
     let len = std::fs::metadata(&out).unwrap().len();
@@ -406,7 +400,7 @@ fn seeds() -> &'static [(String, Vec<u8>)] {
     static SEEDS: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
     SEEDS.get_or_init(|| {
         let dir = TempDir::new().unwrap();
-        let raw = source(&dir, 7, 3 << 20);
+        let raw = sparse_source(&dir, 7, 3 << 20);
         let stream = dir.path().join("s.vmdk");
         kiln_convert(&raw, &stream, &stream_options("ide", 1));
         let sparse = dir.path().join("m.vmdk");
@@ -448,7 +442,7 @@ proptest! {
     fn random_sparse_content_round_trips(seed in any::<u64>(), sectors in 1u64..20_000, tail in 0u64..512) {
         let dir = TempDir::new().unwrap();
         let size = sectors * 512 + tail;
-        let raw = source(&dir, seed, size);
+        let raw = sparse_source(&dir, seed, size);
         let out = dir.path().join("rt.vmdk");
         kiln_convert(&raw, &out, &stream_options("lsilogic", 2));
         assert_same_guest(open(&raw).as_ref(), open(&out).as_ref(), "round trip");

@@ -82,6 +82,13 @@ pub fn make_sparse_raw(path: &Path, size: u64, seed: u64) {
     file.write_all_at(&edge[1..2], size - 1).unwrap();
 }
 
+/// A sparse raw source image in `dir` (see [`make_sparse_raw`]).
+pub fn sparse_source(dir: &tempfile::TempDir, seed: u64, size: u64) -> PathBuf {
+    let path = dir.path().join(format!("src-{seed}.raw"));
+    make_sparse_raw(&path, size, seed);
+    path
+}
+
 /// Runs qemu-img; a missing qemu-img fails the test (it is the oracle).
 pub fn qemu_img(args: &[&str]) -> Output {
     Command::new("qemu-img")
