@@ -10,11 +10,14 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
+/// A job's result, or the payload of its panic.
+type Outcome<O> = Result<O, Box<dyn Any + Send>>;
+
 pub struct OrderedPool<I: Send + 'static, O: Send + 'static> {
     jobs: Option<Sender<(u64, I)>>,
     /// A worker's panic travels back as `Err` and is resumed in the owner,
     /// so a panicking job cannot leave the owner waiting for it forever.
-    results: Receiver<(u64, Result<O, Box<dyn Any + Send>>)>,
+    results: Receiver<(u64, Outcome<O>)>,
     workers: Vec<JoinHandle<()>>,
     next_submit: u64,
     next_deliver: u64,
