@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln_fuzz::exercise(data, Some(kiln_disk::Format::Vdi)));
