@@ -74,9 +74,9 @@ fn open_at_depth(path: &Path, opts: &OpenOptions, depth: usize) -> Result<Box<dy
     let image: Box<dyn DiskRead> = match format {
         Format::Raw => Box::new(raw::RawReader::new(file)?),
         Format::Qcow2 => Box::new(qcow2::Qcow2Reader::open(file, path, opts, depth)?),
-        Format::Vmdk => vmdk::open(file, path, opts, depth)?,
-        Format::Vhd => vhd::open(file, path, opts, depth)?,
-        Format::Vdi => vdi::open(file)?,
+        Format::Vmdk => Box::new(vmdk::VmdkReader::open(file, path, opts, depth)?),
+        Format::Vhd => Box::new(vhd::VhdReader::open(file, path, opts, depth)?),
+        Format::Vdi => Box::new(vdi::VdiReader::new(file)?),
     };
     Ok(Box::new(WithActualSize {
         inner: image,
@@ -114,8 +114,8 @@ pub fn create(path: &Path, opts: &CreateOptions, virtual_size: u64) -> Result<Bo
     Ok(match opts.format {
         Format::Raw => Box::new(raw::RawWriter::new(file, virtual_size)?),
         Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(file, opts, virtual_size)?),
-        Format::Vmdk => vmdk::create(file, path, opts, virtual_size)?,
-        Format::Vhd => vhd::create(file, opts, virtual_size)?,
+        Format::Vmdk => Box::new(vmdk::StreamWriter::new(file, path, opts, virtual_size)?),
+        Format::Vhd => Box::new(vhd::VhdWriter::new(file, opts, virtual_size)?),
         Format::Vdi => {
             return Err(Error::unsupported(
                 "vdi",

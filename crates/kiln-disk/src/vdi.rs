@@ -252,10 +252,6 @@ impl DiskRead for VdiReader {
     }
 }
 
-pub fn open(file: File) -> Result<Box<dyn DiskRead>> {
-    Ok(Box::new(VdiReader::new(file)?))
-}
-
 /// Walks the header, block map and blocks without reading data.
 fn survey(file: &File, file_size: u64) -> Survey {
     let header = match read_header(file) {

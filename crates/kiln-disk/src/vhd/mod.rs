@@ -351,15 +351,6 @@ impl DiskRead for VhdReader {
     }
 }
 
-pub fn open(
-    file: File,
-    path: &Path,
-    opts: &OpenOptions,
-    depth: usize,
-) -> Result<Box<dyn DiskRead>> {
-    Ok(Box::new(VhdReader::open(file, path, opts, depth)?))
-}
-
 /// Where a dynamic disk being written stands.
 struct DynamicLayout {
     header: DynamicHeader,
@@ -480,10 +471,6 @@ impl DiskWrite for VhdWriter {
         self.file.sync_all()?;
         Ok(())
     }
-}
-
-pub fn create(file: File, opts: &CreateOptions, size: u64) -> Result<Box<dyn DiskWrite>> {
-    Ok(Box::new(VhdWriter::new(file, opts, size)?))
 }
 
 /// Walks footer, header, BAT and blocks without following the parent.

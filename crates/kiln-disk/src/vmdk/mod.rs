@@ -20,9 +20,7 @@ pub use stream::StreamWriter;
 use crate::blocks::{Survey, read_region};
 use crate::inspect::Structure;
 use crate::open::open_external;
-use crate::{
-    Allocation, CreateOptions, DiskRead, DiskWrite, Error, Format, ImageInfo, OpenOptions, Result,
-};
+use crate::{Allocation, DiskRead, Error, Format, ImageInfo, OpenOptions, Result};
 
 const FORMAT: &str = "vmdk";
 /// The largest text descriptor kiln reads.
@@ -221,25 +219,6 @@ impl DiskRead for VmdkReader {
     fn info(&self) -> ImageInfo {
         self.info.clone()
     }
-}
-
-pub fn open(
-    file: File,
-    path: &Path,
-    opts: &OpenOptions,
-    depth: usize,
-) -> Result<Box<dyn DiskRead>> {
-    Ok(Box::new(VmdkReader::open(file, path, opts, depth)?))
-}
-
-/// Creates a streamOptimized image (the only VMDK kiln writes).
-pub fn create(
-    file: File,
-    path: &Path,
-    opts: &CreateOptions,
-    size: u64,
-) -> Result<Box<dyn DiskWrite>> {
-    Ok(Box::new(StreamWriter::new(file, path, opts, size)?))
 }
 
 /// What a descriptor refers to and what is wrong with it, without opening anything.
