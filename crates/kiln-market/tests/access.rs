@@ -1,0 +1,588 @@
+//! Every endpoint × role: anonymous, reader, developer owner, developer
+//! non-owner, admin; public vs private catalogue. Runs on both backends.
+
+mod common;
+
+use kiln_catalog::model::Role;
+use kiln_catalog::testkit::Backend;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use common::{Server, raw_image, start};
+
+const CALLERS: [&str; 5] = ["anonymous", "reader", "owner", "other", "admin"];
+
+struct World {
+    server: Server,
+    http: reqwest::Client,
+    /// Token per caller, in CALLERS order (None for anonymous).
+    tokens: Vec<Option<String>>,
+    public_entry: String,
+    private_entry: String,
+}
+
+/// What a case needs made fresh for each caller, owned by `owner`.
+#[derive(Clone, Copy)]
+enum Fresh {
+    Nothing,
+    ActiveEntry,
+    QueuedEntry,
+    Session,
+    Membership,
+}
+
+impl World {
+    async fn new(backend: Backend) -> World {
+        let server = start(backend, |_| {}).await;
+        let admin = server.user("admin", Role::Admin).await;
+        let tokens = vec![
+            None,
+            Some(server.user("reader", Role::Reader).await),
+            Some(server.user("owner", Role::Developer).await),
+            Some(server.user("other", Role::Developer).await),
+            Some(admin),
+        ];
+        let mut w = World {
+            server,
+            http: reqwest::Client::new(),
+            tokens,
+            public_entry: String::new(),
+            private_entry: String::new(),
+        };
+        let admin = w.tokens[4].clone();
+        w.call(
+            &admin,
+            Method::PUT,
+            "/api/v1/catalogues/lab",
+            Some(json!({"public": false})),
+            200,
+        )
+        .await;
+        for member in ["reader", "owner"] {
+            w.call(
+                &admin,
+                Method::PUT,
+                &format!("/api/v1/catalogues/lab/members/{member}"),
+                None,
+                204,
+            )
+            .await;
+        }
+        w.public_entry = w.active_entry("public").await;
+        w.private_entry = w.active_entry("lab").await;
+        w
+    }
+
+    async fn send(
+        &self,
+        token: &Option<String>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.server.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn call(
+        &self,
+        token: &Option<String>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> Value {
+        let (status, v) = self.send(token, method.clone(), path, body).await;
+        assert_eq!(status.as_u16(), want, "{method} {path}: {v}");
+        v
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.tokens[2].clone()
+    }
+
+    async fn queued_entry(&self, catalogue: &str) -> String {
+        let v = self
+            .call(
+                &self.owner(),
+                Method::POST,
+                "/api/v1/entries",
+                Some(json!({"title": "t", "catalogue": catalogue})),
+                201,
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn active_entry(&self, catalogue: &str) -> String {
+        let id = self.queued_entry(catalogue).await;
+        let r = self
+            .http
+            .put(format!("{}/api/v1/entries/{id}/file", self.server.url))
+            .bearer_auth(self.owner().unwrap())
+            .body(raw_image(4096, 7))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        id
+    }
+
+    async fn session(&self) -> String {
+        let id = self.queued_entry("public").await;
+        let v = self
+            .call(
+                &self.owner(),
+                Method::POST,
+                &format!("/api/v1/entries/{id}/uploads"),
+                None,
+                201,
+            )
+            .await;
+        let sid = v["id"].as_str().unwrap().to_string();
+        let r = self
+            .http
+            .patch(format!("{}/api/v1/uploads/{sid}", self.server.url))
+            .bearer_auth(self.owner().unwrap())
+            .body(raw_image(1024, 3))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        sid
+    }
+
+    async fn fresh(&self, what: Fresh, caller: usize) -> String {
+        match what {
+            Fresh::Nothing => String::new(),
+            Fresh::ActiveEntry => self.active_entry("public").await,
+            Fresh::QueuedEntry => self.queued_entry("public").await,
+            Fresh::Session => self.session().await,
+            Fresh::Membership => {
+                let name = format!("member{caller}");
+                self.server.user(&name, Role::Reader).await;
+                let admin = self.tokens[4].clone();
+                self.call(
+                    &admin,
+                    Method::PUT,
+                    &format!("/api/v1/catalogues/lab/members/{name}"),
+                    None,
+                    204,
+                )
+                .await;
+                name
+            }
+        }
+    }
+
+    /// Runs one case for every caller: `{id}` in the path is replaced by a
+    /// fresh object, `{pub}`/`{priv}` by the shared entries.
+    async fn case(
+        &self,
+        method: Method,
+        path: &str,
+        fresh: Fresh,
+        body: Option<Value>,
+        want: [u16; 5],
+    ) {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            let id = self.fresh(fresh, i).await;
+            let path = path
+                .replace("{id}", &id)
+                .replace("{pub}", &self.public_entry)
+                .replace("{priv}", &self.private_entry);
+            let body = body.clone().map(|b| {
+                serde_json::from_str(
+                    &b.to_string()
+                        .replace("{server}", &self.server.url)
+                        .replace("{pub}", &self.public_entry),
+                )
+                .unwrap()
+            });
+            let (status, v) = self
+                .send(&self.tokens[i], method.clone(), &path, body)
+                .await;
+            assert_eq!(status.as_u16(), want[i], "{method} {path} as {caller}: {v}");
+        }
+    }
+}
+
+async fn every_endpoint_by_every_role(backend: Backend) {
+    let w = World::new(backend).await;
+    use Fresh::*;
+    use Method as M;
+    let entry = json!({"title": "new"});
+    let lab_entry = json!({"title": "new", "catalogue": "lab"});
+    // Reading.
+    w.case(
+        M::GET,
+        "/api/v1/entries",
+        Nothing,
+        None,
+        [200, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/entries/{pub}",
+        Nothing,
+        None,
+        [200, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/entries/{priv}",
+        Nothing,
+        None,
+        [404, 200, 200, 404, 200],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/entries/{pub}/file",
+        Nothing,
+        None,
+        [200, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/entries/{priv}/file",
+        Nothing,
+        None,
+        [404, 200, 200, 404, 200],
+    )
+    .await;
+    w.case(
+        M::HEAD,
+        "/api/v1/entries/{pub}/file",
+        Nothing,
+        None,
+        [200, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::HEAD,
+        "/api/v1/entries/{priv}/file",
+        Nothing,
+        None,
+        [404, 200, 200, 404, 200],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/entries/{id}",
+        QueuedEntry,
+        None,
+        [404, 404, 200, 404, 200],
+    )
+    .await;
+    // Publishing: developers, in catalogues they can read.
+    w.case(
+        M::POST,
+        "/api/v1/entries",
+        Nothing,
+        Some(entry.clone()),
+        [401, 403, 201, 201, 201],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/entries",
+        Nothing,
+        Some(lab_entry),
+        [401, 403, 201, 403, 201],
+    )
+    .await;
+    w.case(
+        M::PUT,
+        "/api/v1/entries/{id}/file",
+        QueuedEntry,
+        None,
+        [401, 404, 422, 404, 422],
+    )
+    .await; // empty body: no image
+    w.case(
+        M::POST,
+        "/api/v1/entries/{id}/import",
+        QueuedEntry,
+        Some(json!({"url": "{server}/api/v1/entries/{pub}/file"})),
+        [401, 404, 201, 404, 201],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/entries/{id}/uploads",
+        QueuedEntry,
+        None,
+        [401, 404, 201, 404, 201],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/uploads/{id}",
+        Session,
+        None,
+        [401, 404, 200, 404, 200],
+    )
+    .await;
+    w.case(
+        M::PATCH,
+        "/api/v1/uploads/{id}",
+        Session,
+        None,
+        [401, 404, 202, 404, 202],
+    )
+    .await;
+    w.case(
+        M::PUT,
+        "/api/v1/uploads/{id}",
+        Session,
+        None,
+        [401, 404, 201, 404, 201],
+    )
+    .await;
+    w.case(
+        M::DELETE,
+        "/api/v1/uploads/{id}",
+        Session,
+        None,
+        [401, 404, 204, 404, 204],
+    )
+    .await;
+    // Changing: the owner or an admin.
+    w.case(
+        M::PATCH,
+        "/api/v1/entries/{id}",
+        ActiveEntry,
+        Some(json!({"title": "renamed"})),
+        [401, 403, 200, 403, 200],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/entries/{id}/deprecate",
+        ActiveEntry,
+        Some(json!({"reason": "old"})),
+        [401, 403, 200, 403, 200],
+    )
+    .await;
+    w.case(
+        M::DELETE,
+        "/api/v1/entries/{id}",
+        ActiveEntry,
+        None,
+        [401, 403, 204, 403, 204],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/entries/{id}/deactivate",
+        ActiveEntry,
+        None,
+        [401, 403, 403, 403, 200],
+    )
+    .await;
+    // Reactivation needs a deactivated entry: the admin deactivates one per caller.
+    for (i, caller) in CALLERS.iter().enumerate() {
+        let id = w.active_entry("public").await;
+        w.call(
+            &w.tokens[4],
+            M::POST,
+            &format!("/api/v1/entries/{id}/deactivate"),
+            None,
+            200,
+        )
+        .await;
+        let (status, _) = w
+            .send(
+                &w.tokens[i],
+                M::POST,
+                &format!("/api/v1/entries/{id}/reactivate"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            status.as_u16(),
+            [401, 403, 403, 403, 200][i],
+            "reactivate as {caller}"
+        );
+    }
+    // Accounts.
+    w.case(
+        M::GET,
+        "/api/v1/me",
+        Nothing,
+        None,
+        [401, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/tokens",
+        Nothing,
+        None,
+        [401, 201, 201, 201, 201],
+    )
+    .await;
+    w.case(
+        M::GET,
+        "/api/v1/users",
+        Nothing,
+        None,
+        [401, 403, 403, 403, 200],
+    )
+    .await;
+    for (i, caller) in CALLERS.iter().enumerate() {
+        let body = json!({"name": format!("new{i}"), "role": "reader"});
+        let (status, _) = w
+            .send(&w.tokens[i], M::POST, "/api/v1/users", Some(body))
+            .await;
+        assert_eq!(
+            status.as_u16(),
+            [401, 403, 403, 403, 201][i],
+            "create user as {caller}"
+        );
+    }
+    w.case(
+        M::PUT,
+        "/api/v1/users/other/role",
+        Nothing,
+        Some(json!({"role": "developer"})),
+        [401, 403, 403, 403, 204],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/login",
+        Nothing,
+        Some(json!({"name": "reader", "password": "reader-password"})),
+        [201; 5],
+    )
+    .await;
+    w.case(
+        M::POST,
+        "/api/v1/login",
+        Nothing,
+        Some(json!({"name": "reader", "password": "wrong"})),
+        [401; 5],
+    )
+    .await;
+    // Catalogues.
+    w.case(
+        M::GET,
+        "/api/v1/catalogues",
+        Nothing,
+        None,
+        [200, 200, 200, 200, 200],
+    )
+    .await;
+    w.case(
+        M::PUT,
+        "/api/v1/catalogues/extra",
+        Nothing,
+        Some(json!({"public": true})),
+        [401, 403, 403, 403, 200],
+    )
+    .await;
+    w.case(
+        M::PUT,
+        "/api/v1/catalogues/lab/members/other",
+        Nothing,
+        None,
+        [401, 403, 403, 403, 204],
+    )
+    .await;
+    w.case(
+        M::DELETE,
+        "/api/v1/catalogues/lab/members/{id}",
+        Membership,
+        None,
+        [401, 403, 403, 403, 204],
+    )
+    .await;
+    // Service endpoints are open.
+    for path in ["/healthz", "/metrics", "/api/v1/openapi.json"] {
+        w.case(M::GET, path, Nothing, None, [200; 5]).await;
+    }
+    // A wrong token is refused, not treated as anonymous.
+    let (status, _) = w
+        .send(&Some("kiln_wrong".into()), M::GET, "/api/v1/entries", None)
+        .await;
+    assert_eq!(status, 401);
+    w.server.stop().await;
+}
+
+async fn listings_follow_catalogue_visibility(backend: Backend) {
+    let w = World::new(backend).await;
+    let count = |v: &Value| v["total"].as_u64().unwrap();
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        let v = w
+            .call(&w.tokens[i], Method::GET, "/api/v1/entries", None, 200)
+            .await;
+        seen.push(count(&v));
+    }
+    // Anonymous and the non-member see the public entry; members and the admin both.
+    assert_eq!(seen, vec![1, 2, 2, 1, 2]);
+    let cats = w
+        .call(&None, Method::GET, "/api/v1/catalogues", None, 200)
+        .await;
+    let names: Vec<&str> = cats
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["public"]);
+    let cats = w
+        .call(&w.tokens[4], Method::GET, "/api/v1/catalogues", None, 200)
+        .await;
+    let lab = cats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lab")
+        .unwrap();
+    assert_eq!(lab["members"], json!(["owner", "reader"]));
+    // A deactivated entry disappears for everyone but its owner and admins.
+    w.call(
+        &w.tokens[4],
+        Method::POST,
+        &format!("/api/v1/entries/{}/deactivate", w.public_entry),
+        None,
+        200,
+    )
+    .await;
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        let (status, _) = w
+            .send(
+                &w.tokens[i],
+                Method::GET,
+                &format!("/api/v1/entries/{}/file", w.public_entry),
+                None,
+            )
+            .await;
+        seen.push(status.as_u16());
+    }
+    assert_eq!(seen, vec![404, 404, 200, 404, 200]);
+    w.server.stop().await;
+}
+
+on_both_backends!(
+    every_endpoint_by_every_role,
+    listings_follow_catalogue_visibility
+);
