@@ -58,6 +58,9 @@ pub struct User {
     pub sudo: Option<Sudo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
+    /// Supplementary groups: a list, or one comma-separated string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Groups>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_passwd: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,29 @@ pub struct User {
     pub plain_text_passwd: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_authorized_keys: Vec<String>,
+}
+
+/// `groups:` of a user: `[adm, sudo]` or `"adm, sudo"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Groups {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Groups {
+    pub fn names(&self) -> Vec<String> {
+        let names: Vec<&str> = match self {
+            Groups::List(list) => list.iter().map(String::as_str).collect(),
+            Groups::Text(text) => text.split(',').collect(),
+        };
+        names
+            .into_iter()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// `sudo:` is a rule, a list of rules, or `false`.

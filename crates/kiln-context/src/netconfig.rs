@@ -27,6 +27,59 @@ pub struct Interface {
     pub dhcp4: bool,
     /// ETHn_IP6_METHOD=dhcp
     pub dhcp6: bool,
+    /// Routes other than the default ones (ETHn_ROUTES: `"10.0.0.0/8 via 192.0.2.1, ..."`).
+    pub routes: Vec<StaticRoute>,
+}
+
+/// A route to a network through a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRoute {
+    /// The destination as `address/prefix`.
+    pub to: String,
+    pub via: IpAddr,
+}
+
+/// one-context's ETHn_ROUTES: comma-separated `NETWORK/PREFIX via GATEWAY`.
+fn parse_routes(name: &str, value: &str) -> Result<Vec<StaticRoute>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|route| {
+            let words: Vec<&str> = route.split_whitespace().collect();
+            match words.as_slice() {
+                [to, "via", via] => Ok(StaticRoute {
+                    to: parse_destination(name, to)?,
+                    via: parse(name, via, "a gateway address")?,
+                }),
+                _ => Err(Error::Invalid(format!(
+                    "{name}: route {route:?} is not \"NETWORK/PREFIX via GATEWAY\""
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// `address/prefix`, checked; a bare address is a host route.
+fn parse_destination(name: &str, to: &str) -> Result<String> {
+    let (address, prefix) = to.split_once('/').unwrap_or((to, ""));
+    let address: IpAddr = parse(name, address, "a route destination")?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = if prefix.is_empty() {
+        max
+    } else {
+        parse(name, prefix, "a prefix length")?
+    };
+    if prefix > max {
+        return Err(Error::Invalid(format!(
+            "{name}: prefix /{prefix} is too long"
+        )));
+    }
+    Ok(format!("{address}/{prefix}"))
+}
+
+fn is_default(to: &str) -> bool {
+    matches!(to, "default" | "0.0.0.0/0" | "::/0")
 }
 
 /// one-context's defaults when MASK or IP6_PREFIX_LENGTH are empty.
@@ -131,6 +184,9 @@ fn fill_interface(interface: &mut Interface, variables: &Variables) -> Result<()
     interface.mtu = get("MTU")
         .map(|(name, v)| parse(&name, v, "an MTU"))
         .transpose()?;
+    if let Some((name, routes)) = get("ROUTES") {
+        interface.routes = parse_routes(&name, routes)?;
+    }
     interface.dhcp4 = get("METHOD").is_some_and(|(_, v)| v.eq_ignore_ascii_case("dhcp"));
     interface.dhcp6 = get("IP6_METHOD").is_some_and(|(_, v)| v.eq_ignore_ascii_case("dhcp"));
     Ok(())
@@ -218,6 +274,12 @@ pub fn variables_from_interfaces(interfaces: &[Interface]) -> Variables {
             "MTU",
             interface.mtu.map(|m| m.to_string()).unwrap_or_default(),
         );
+        let routes: Vec<String> = interface
+            .routes
+            .iter()
+            .map(|r| format!("{} via {}", r.to, r.via))
+            .collect();
+        set("ROUTES", routes.join(", "));
         set(
             "METHOD",
             if interface.dhcp4 {
@@ -353,7 +415,14 @@ pub fn network_config(interfaces: &[Interface]) -> NetworkConfig {
                 dhcp4: i.dhcp4,
                 dhcp6: i.dhcp6,
                 addresses: addresses.chain(addresses6).collect(),
-                routes: routes.into_iter().chain(routes6).collect(),
+                routes: routes
+                    .into_iter()
+                    .chain(routes6)
+                    .chain(i.routes.iter().map(|r| Route {
+                        to: r.to.clone(),
+                        via: r.via.to_string(),
+                    }))
+                    .collect(),
                 nameservers,
                 mtu: i.mtu,
                 ..Ethernet::default()
@@ -420,10 +489,14 @@ fn interface_from_ethernet(index: u32, id: &str, e: &Ethernet) -> Result<Interfa
             )),
         }
     }
-    let defaults = e
-        .routes
-        .iter()
-        .filter(|r| matches!(r.to.as_str(), "default" | "0.0.0.0/0" | "::/0"));
+    let what = format!("ethernets.{id}.routes");
+    for route in e.routes.iter().filter(|r| !is_default(&r.to)) {
+        interface.routes.push(StaticRoute {
+            to: parse_destination(&what, &route.to)?,
+            via: parse(&what, &route.via, "a gateway address")?,
+        });
+    }
+    let defaults = e.routes.iter().filter(|r| is_default(&r.to));
     let gateways = defaults
         .map(|r| r.via.as_str())
         .chain(e.gateway4.as_deref())
@@ -466,8 +539,11 @@ pub fn network_data(interfaces: &[Interface]) -> serde_json::Value {
         }
         for (n, (ip, prefix)) in i.ipv4.iter().enumerate() {
             let gateway = i.gateway.filter(|_| n == 0);
-            let routes: Vec<_> =
+            let mut routes: Vec<_> =
                 gateway.iter().map(|g| json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": g.to_string()})).collect();
+            if n == 0 {
+                routes.extend(extra_routes(&i.routes, true));
+            }
             add(
                 json!({"type": "ipv4", "ip_address": ip.to_string(), "netmask": prefix_mask(*prefix).to_string(), "routes": routes}),
             );
@@ -477,10 +553,13 @@ pub fn network_data(interfaces: &[Interface]) -> serde_json::Value {
         }
         for (n, (ip, prefix)) in i.ipv6.iter().enumerate() {
             let gateway = i.gateway6.filter(|_| n == 0);
-            let routes: Vec<_> = gateway
+            let mut routes: Vec<_> = gateway
                 .iter()
                 .map(|g| json!({"network": "::", "netmask": "::", "gateway": g.to_string()}))
                 .collect();
+            if n == 0 {
+                routes.extend(extra_routes(&i.routes, false));
+            }
             add(
                 json!({"type": "ipv6", "ip_address": ip.to_string(), "netmask": prefix_mask6(*prefix).to_string(), "routes": routes}),
             );
@@ -496,6 +575,138 @@ pub fn network_data(interfaces: &[Interface]) -> serde_json::Value {
         .map(|d| json!({"type": "dns", "address": d}))
         .collect();
     json!({"links": links, "networks": networks, "services": services})
+}
+
+/// network_data.json route entries of one address family.
+fn extra_routes(routes: &[StaticRoute], ipv4: bool) -> Vec<serde_json::Value> {
+    routes
+        .iter()
+        .filter(|r| r.via.is_ipv4() == ipv4)
+        .map(|r| {
+            let (network, prefix) = r.to.split_once('/').unwrap_or((&r.to, "32"));
+            let prefix: u8 = prefix.parse().unwrap_or(if ipv4 { 32 } else { 128 });
+            let netmask = if ipv4 {
+                prefix_mask(prefix).to_string()
+            } else {
+                prefix_mask6(prefix).to_string()
+            };
+            json!({"network": network, "netmask": netmask, "gateway": r.via.to_string()})
+        })
+        .collect()
+}
+
+/// Interfaces from OpenStack's network_data.json (the reverse of
+/// [`network_data`]): one per `phy` link, numbered in link order.
+pub fn interfaces_from_network_data(data: &serde_json::Value) -> Result<Vec<Interface>> {
+    let text =
+        |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_string);
+    let empty = Vec::new();
+    let links = data
+        .get("links")
+        .and_then(|l| l.as_array())
+        .unwrap_or(&empty);
+    let networks = data
+        .get("networks")
+        .and_then(|l| l.as_array())
+        .unwrap_or(&empty);
+    let mut interfaces = Vec::new();
+    for (index, link) in links.iter().enumerate() {
+        let id = text(link, "id").unwrap_or_default();
+        let mut interface = Interface {
+            index: index as u32,
+            mac: text(link, "ethernet_mac_address").map(|m| m.to_ascii_lowercase()),
+            mtu: link.get("mtu").and_then(|m| m.as_u64()).map(|m| m as u32),
+            ..Interface::default()
+        };
+        for network in networks
+            .iter()
+            .filter(|n| text(n, "link").as_deref() == Some(id.as_str()))
+        {
+            let what = format!(
+                "network_data.json: network {}",
+                text(network, "id").unwrap_or_default()
+            );
+            match text(network, "type").as_deref() {
+                Some("ipv4_dhcp" | "dhcp4") => interface.dhcp4 = true,
+                Some(
+                    "ipv6_dhcp" | "ipv6_dhcpv6-stateful" | "ipv6_dhcpv6-stateless" | "ipv6_slaac",
+                ) => interface.dhcp6 = true,
+                Some("ipv4") => {
+                    let ip = text(network, "ip_address").unwrap_or_default();
+                    let prefix = match text(network, "netmask") {
+                        Some(mask) => mask_prefix(&what, &mask)?,
+                        None => 32,
+                    };
+                    interface
+                        .ipv4
+                        .push((parse(&what, &ip, "an IPv4 address")?, prefix));
+                }
+                Some("ipv6") => {
+                    let address = text(network, "ip_address").unwrap_or_default();
+                    let (ip, inline) = address.split_once('/').unwrap_or((&address, ""));
+                    let prefix = match text(network, "netmask") {
+                        Some(mask) => u128::from(parse::<Ipv6Addr>(&what, &mask, "a netmask")?)
+                            .leading_ones() as u8,
+                        None if !inline.is_empty() => parse(&what, inline, "a prefix length")?,
+                        None => 128,
+                    };
+                    interface
+                        .ipv6
+                        .push((parse(&what, ip, "an IPv6 address")?, prefix));
+                }
+                _ => continue,
+            }
+            for route in network
+                .get("routes")
+                .and_then(|r| r.as_array())
+                .unwrap_or(&empty)
+            {
+                let Some(gateway) = text(route, "gateway") else {
+                    continue;
+                };
+                let gateway: IpAddr = parse(&what, &gateway, "an IP address")?;
+                let destination = text(route, "network").unwrap_or_default();
+                match (destination.as_str(), gateway) {
+                    ("0.0.0.0", IpAddr::V4(g)) => interface.gateway = interface.gateway.or(Some(g)),
+                    ("::", IpAddr::V6(g)) => interface.gateway6 = interface.gateway6.or(Some(g)),
+                    _ => {
+                        let prefix = match (text(route, "netmask"), gateway) {
+                            (Some(mask), IpAddr::V4(_)) => mask_prefix(&what, &mask)?,
+                            (Some(mask), IpAddr::V6(_)) => {
+                                u128::from(parse::<Ipv6Addr>(&what, &mask, "a netmask")?)
+                                    .leading_ones() as u8
+                            }
+                            (None, g) => {
+                                if g.is_ipv4() {
+                                    32
+                                } else {
+                                    128
+                                }
+                            }
+                        };
+                        interface.routes.push(StaticRoute {
+                            to: parse_destination(&what, &format!("{destination}/{prefix}"))?,
+                            via: gateway,
+                        });
+                    }
+                }
+            }
+        }
+        interfaces.push(interface);
+    }
+    let services = data
+        .get("services")
+        .and_then(|l| l.as_array())
+        .unwrap_or(&empty);
+    let dns: Vec<String> = services
+        .iter()
+        .filter(|s| text(s, "type").as_deref() == Some("dns"))
+        .filter_map(|s| text(s, "address"))
+        .collect();
+    if let Some(first) = interfaces.first_mut() {
+        first.dns = dns;
+    }
+    Ok(interfaces)
 }
 
 #[cfg(test)]
@@ -515,6 +726,10 @@ mod tests {
             ("ETH0_IP6", "2001:db8::5"),
             ("ETH0_IP6_PREFIX_LENGTH", "48"),
             ("ETH0_IP6_GATEWAY", "2001:db8::1"),
+            (
+                "ETH0_ROUTES",
+                "10.0.0.0/8 via 192.0.2.254, 198.51.100.7 via 192.0.2.253",
+            ),
             ("ETH0_ALIAS0_IP", "192.0.2.11"),
             ("ETH0_ALIAS0_MASK", "255.255.0.0"),
             ("ETH0_VROUTER_IP", ""),
@@ -539,7 +754,29 @@ mod tests {
         assert_eq!(eth0.ipv6, vec![("2001:db8::5".parse().unwrap(), 48)]);
         assert_eq!(eth0.dns, ["192.0.2.53", "192.0.2.54"]);
         assert_eq!(eth0.mtu, Some(1400));
+        assert_eq!(
+            eth0.routes,
+            [
+                StaticRoute {
+                    to: "10.0.0.0/8".into(),
+                    via: "192.0.2.254".parse().unwrap()
+                },
+                StaticRoute {
+                    to: "198.51.100.7/32".into(),
+                    via: "192.0.2.253".parse().unwrap()
+                },
+            ]
+        );
         assert!(interfaces[1].dhcp4);
+        let err = interfaces_from_variables(&variables(&[
+            ("ETH0_IP", "10.0.0.3"),
+            ("ETH0_ROUTES", "10.0.0.0/8 by 1.2.3.4"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("NETWORK/PREFIX via GATEWAY"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -617,6 +854,16 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("contiguous"), "{err}");
+    }
+
+    #[test]
+    fn network_data_reads_back() {
+        let interfaces = interfaces_from_variables(&sample()).unwrap();
+        let back = interfaces_from_network_data(&network_data(&interfaces)).unwrap();
+        // network_data.json keeps DNS servers globally: they come back on the first link.
+        let mut expected = interfaces.clone();
+        expected[0].search.clear();
+        assert_eq!(back, expected);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, Result};
+use crate::error::{Cursor, Error, Result};
 use crate::seed::{Seed, SeedFile};
 use crate::subst::expand;
 use crate::template::Vector;
@@ -145,6 +145,115 @@ pub fn context_sh(variables: &Variables) -> String {
     out
 }
 
+/// Reads a context.sh back into variables without a shell: nothing in it is
+/// run or expanded. Takes what oned writes (`KEY='value'`, `'\''` for a
+/// quote, values over several lines) and what people write by hand: `export`
+/// before a name, double quotes (where `\"`, `\\`, `\$` and `` \` `` are
+/// escapes and `$` stays literal), bare words and `#` comment lines.
+pub fn parse_context_sh(text: &str) -> Result<Variables> {
+    let mut variables = Variables::new();
+    let mut cursor = Cursor::new(text);
+    loop {
+        cursor.take_while(|c| c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ';');
+        match cursor.peek() {
+            None => return Ok(variables),
+            Some('#') => {
+                cursor.take_while(|c| c != '\n');
+                continue;
+            }
+            _ => {}
+        }
+        let start = cursor.position();
+        let mut name = cursor.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
+        if name == "export" && cursor.peek() == Some(' ') {
+            cursor.take_while(|c| c == ' ');
+            name = cursor.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
+        }
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(context_sh_error(start, "expected a variable name"));
+        }
+        if cursor.peek() != Some('=') {
+            return Err(context_sh_error(
+                cursor.position(),
+                "expected '=' after the name",
+            ));
+        }
+        cursor.bump();
+        let value = shell_word(&mut cursor)?;
+        match cursor.peek() {
+            None | Some(' ' | '\t' | '\n' | '\r' | ';') => {}
+            Some('#') => {}
+            Some(c) => {
+                return Err(context_sh_error(
+                    cursor.position(),
+                    &format!("unexpected {c:?} after the value"),
+                ));
+            }
+        }
+        variables.insert(name.to_string(), value);
+    }
+}
+
+/// One shell word made of quoted and bare pieces, as data.
+fn shell_word(cursor: &mut Cursor<'_>) -> Result<String> {
+    let mut value = String::new();
+    loop {
+        match cursor.peek() {
+            Some('\'') => {
+                let open = cursor.position();
+                cursor.bump();
+                value.push_str(cursor.take_while(|c| c != '\''));
+                if cursor.bump().is_none() {
+                    return Err(context_sh_error(open, "unterminated single quote"));
+                }
+            }
+            Some('"') => {
+                let open = cursor.position();
+                cursor.bump();
+                loop {
+                    match cursor.bump() {
+                        None => return Err(context_sh_error(open, "unterminated double quote")),
+                        Some('"') => break,
+                        Some('\\') => match cursor.peek() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => {
+                                cursor.bump();
+                                value.push(c);
+                            }
+                            Some('\n') => {
+                                cursor.bump();
+                            }
+                            _ => value.push('\\'),
+                        },
+                        Some(c) => value.push(c),
+                    }
+                }
+            }
+            Some('\\') => {
+                cursor.bump();
+                match cursor.bump() {
+                    Some('\n') | None => {}
+                    Some(c) => value.push(c),
+                }
+            }
+            Some(c) if !matches!(c, ' ' | '\t' | '\n' | '\r' | ';' | '#') => {
+                value.push(c);
+                cursor.bump();
+            }
+            _ => return Ok(value),
+        }
+    }
+}
+
+fn context_sh_error(position: crate::error::Position, message: &str) -> Error {
+    Error::syntax(
+        "context.sh",
+        crate::error::SyntaxError {
+            position,
+            message: message.to_string(),
+        },
+    )
+}
+
 /// The paths named by CONTEXT FILES (space- or newline-separated).
 pub fn context_file_paths(variables: &Variables) -> Vec<String> {
     let files = variables.get("FILES").map_or("", String::as_str);
@@ -198,6 +307,40 @@ mod tests {
                         B='it'\\''s \"quoted\"\nline two $(id) `id` ünïcødé'\n\
                         EMPTY=''\n";
         assert_eq!(context_sh(&variables), expected);
+    }
+
+    #[test]
+    fn context_sh_reads_back_without_a_shell() {
+        let mut variables = Variables::new();
+        for (name, value) in [
+            ("QUOTES", "it's \"quoted\" ''"),
+            ("LINES", "one\ntwo\n\n"),
+            ("CODE", "$(touch /pwned) `id` ${HOME}; rm -rf /"),
+            ("UNICODE", "ünïcødé 日本語"),
+            ("EMPTY", ""),
+        ] {
+            variables.insert(name.into(), value.into());
+        }
+        assert_eq!(
+            parse_context_sh(&context_sh(&variables)).unwrap(),
+            variables
+        );
+    }
+
+    #[test]
+    fn context_sh_by_hand() {
+        let text = "# comment\nexport A=\"x \\\"y\\\" $HOME \\$\"\nB=bare\\ word # trailing\nC='a'\"b\"c;D=\n";
+        let v = parse_context_sh(text).unwrap();
+        assert_eq!(v["A"], "x \"y\" $HOME $");
+        assert_eq!(v["B"], "bare word");
+        assert_eq!(v["C"], "abc");
+        assert_eq!(v["D"], "");
+        let err = parse_context_sh("A='open\nB=1\n").unwrap_err().to_string();
+        assert_eq!(err, "context.sh:1:3: unterminated single quote");
+        let err = parse_context_sh("echo hi\n").unwrap_err().to_string();
+        assert_eq!(err, "context.sh:1:5: expected '=' after the name");
+        let err = parse_context_sh("A=$(id)x\n").unwrap();
+        assert_eq!(err["A"], "$(id)x", "bare text is data, never run");
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! The steps, their stage and frequency, and the runner that times them,
+//! keeps going past failures and records everything in the status.
+//!
+//! Stage `local` runs before the network is configured (systemd:
+//! `kiln-agent-local.service`, before network-pre.target); stage `final`
+//! after the network is online (`kiln-agent.service`).
+
+mod cm;
+mod network;
+mod report;
+mod scripts;
+mod system;
+mod users;
+mod writefiles;
+
+use std::time::{Instant, SystemTime};
+
+use crate::context::{Context, Found};
+use crate::log;
+use crate::root::Root;
+use crate::state::{State, StepRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Local,
+    Final,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Local => "local",
+            Stage::Final => "final",
+        }
+    }
+}
+
+/// How often a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frequency {
+    /// Every boot (the step is idempotent).
+    Boot,
+    /// Once per instance id.
+    Instance,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Applied(String),
+    /// Nothing to do, and why.
+    Skipped(String),
+}
+
+/// What steps get.
+pub struct Env<'a> {
+    pub root: &'a Root,
+    pub context: &'a Context,
+    pub found: &'a Found,
+    pub state: &'a State,
+}
+
+type StepFn = fn(&Env<'_>) -> Result<Done, String>;
+
+pub struct Step {
+    pub name: &'static str,
+    pub stage: Stage,
+    pub frequency: Frequency,
+    run: StepFn,
+}
+
+const fn step(name: &'static str, stage: Stage, frequency: Frequency, run: StepFn) -> Step {
+    Step {
+        name,
+        stage,
+        frequency,
+        run,
+    }
+}
+
+/// Every step in the order it runs (cloud-init's order: the disk and the
+/// system first, then accounts and files, then commands; deferred files
+/// after the users exist).
+pub const STEPS: &[Step] = &[
+    step(
+        "grow-root",
+        Stage::Local,
+        Frequency::Boot,
+        system::grow_root,
+    ),
+    step("hostname", Stage::Local, Frequency::Boot, system::hostname),
+    step(
+        "timezone",
+        Stage::Local,
+        Frequency::Instance,
+        system::timezone,
+    ),
+    step("network", Stage::Local, Frequency::Boot, network::apply),
+    step("users", Stage::Local, Frequency::Boot, users::users),
+    step(
+        "passwords",
+        Stage::Local,
+        Frequency::Instance,
+        users::passwords,
+    ),
+    step("ssh-keys", Stage::Local, Frequency::Boot, users::ssh_keys),
+    step(
+        "write-files",
+        Stage::Local,
+        Frequency::Instance,
+        writefiles::now,
+    ),
+    step(
+        "write-files-deferred",
+        Stage::Final,
+        Frequency::Instance,
+        writefiles::deferred,
+    ),
+    step("runcmd", Stage::Final, Frequency::Instance, scripts::runcmd),
+    step(
+        "user-scripts",
+        Stage::Final,
+        Frequency::Instance,
+        scripts::user_scripts,
+    ),
+    step(
+        "start-scripts",
+        Stage::Final,
+        Frequency::Boot,
+        scripts::boot_scripts,
+    ),
+    step(
+        "config-management",
+        Stage::Final,
+        Frequency::Instance,
+        cm::hand_off,
+    ),
+    step("ready", Stage::Final, Frequency::Boot, report::ready),
+];
+
+/// Runs a stage's steps; a failing step is logged and recorded, the others
+/// go on. Returns the records in order.
+pub fn run_stage(stage: Stage, env: &Env<'_>) -> Vec<(String, StepRecord)> {
+    let mut records = Vec::new();
+    for step in STEPS.iter().filter(|s| s.stage == stage) {
+        let started = Instant::now();
+        let instance = &env.context.instance_id;
+        let result = if step.frequency == Frequency::Instance && env.state.done(instance, step.name)
+        {
+            Ok(Done::Skipped(format!(
+                "already done for instance {instance}"
+            )))
+        } else {
+            (step.run)(env)
+        };
+        if step.frequency == Frequency::Instance
+            && matches!(result, Ok(Done::Applied(_)))
+            && let Err(e) = env.state.mark(instance, step.name)
+        {
+            log::warn(&format!("{}: cannot record that it ran: {e}", step.name));
+        }
+        let millis = started.elapsed().as_millis() as u64;
+        let (outcome, detail) = match result {
+            Ok(Done::Applied(detail)) => ("applied", detail),
+            Ok(Done::Skipped(detail)) => ("skipped", detail),
+            Err(error) => ("failed", error),
+        };
+        log::info(&format!(
+            "{}: {outcome} ({millis} ms){}",
+            step.name,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ));
+        records.push((
+            step.name.to_string(),
+            StepRecord {
+                stage: stage.name().to_string(),
+                outcome: outcome.to_string(),
+                detail,
+                millis,
+                at: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            },
+        ));
+    }
+    records
+}
