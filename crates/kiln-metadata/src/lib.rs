@@ -84,6 +84,8 @@ async fn handle(
         header::CONTENT_TYPE,
         HeaderValue::from_static(answer.content_type),
     );
+    // kiln-agent sends its ready report to a service that names itself so.
+    response_headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
     for (name, value) in answer.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response_headers.insert(HeaderName::from_static(name), value);
