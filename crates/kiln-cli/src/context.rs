@@ -105,27 +105,44 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 }
 
 fn load_vm(args: &VmArgs) -> anyhow::Result<Vm> {
+    load_vm_files(
+        &args.vm,
+        &args.networks,
+        &args.images,
+        args.user.as_deref(),
+        args.vmid,
+    )
+}
+
+/// A VM description with the networks, images and owner it refers to.
+pub(crate) fn load_vm_files(
+    vm: &Path,
+    networks: &[PathBuf],
+    images: &[PathBuf],
+    user: Option<&Path>,
+    vmid: Option<u64>,
+) -> anyhow::Result<Vm> {
     let origin = |path: &Path| path.display().to_string();
-    let mut source: VmSource = description::parse_vm(&origin(&args.vm), &read_text(&args.vm)?)?;
-    for path in &args.networks {
+    let mut source: VmSource = description::parse_vm(&origin(vm), &read_text(vm)?)?;
+    for path in networks {
         source.networks.push(description::parse_resource(
             &origin(path),
             &read_text(path)?,
         )?);
     }
-    for path in &args.images {
+    for path in images {
         source.images.push(description::parse_resource(
             &origin(path),
             &read_text(path)?,
         )?);
     }
-    if let Some(path) = &args.user {
+    if let Some(path) = user {
         source.owner = Some(description::parse_resource(
             &origin(path),
             &read_text(path)?,
         )?);
     }
-    Ok(Vm::instantiate(source, args.vmid)?)
+    Ok(Vm::instantiate(source, vmid)?)
 }
 
 fn write_image(
