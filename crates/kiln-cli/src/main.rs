@@ -4,6 +4,8 @@
 mod context;
 mod enc;
 mod img;
+mod market;
+mod metadata;
 mod output;
 mod template;
 
@@ -35,6 +37,11 @@ enum Command {
     Context(context::ContextCommand),
     /// Classify a node for Puppet (external_nodes) or chef-solo.
     Enc(enc::EncArgs),
+    #[command(flatten)]
+    Market(market::MarketCommand),
+    /// The metadata service: NoCloud-net, EC2 (IMDSv2) and OpenStack for VM descriptions.
+    #[command(subcommand)]
+    Metadata(metadata::MetadataCommand),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Write man pages for kiln and every subcommand into DIR.
@@ -43,12 +50,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::init_logging(cli.verbose);
+    // A server logs what it does (info) unless told otherwise.
+    let serving = matches!(&cli.command, Command::Market(m) if market::is_serve(m))
+        || matches!(&cli.command, Command::Metadata(_));
+    output::init_logging(if serving {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    });
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
         Command::Template(cmd) => template::run(cmd),
         Command::Context(cmd) => context::run(cmd),
         Command::Enc(args) => enc::run(args),
+        Command::Market(cmd) => market::run(cmd),
+        Command::Metadata(cmd) => metadata::run(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

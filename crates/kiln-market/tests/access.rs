@@ -27,8 +27,10 @@ enum Fresh {
     Nothing,
     ActiveEntry,
     QueuedEntry,
+    DeactivatedEntry,
     Session,
     Membership,
+    UserName,
 }
 
 impl World {
@@ -169,6 +171,14 @@ impl World {
             Fresh::ActiveEntry => self.active_entry("public").await,
             Fresh::QueuedEntry => self.queued_entry("public").await,
             Fresh::Session => self.session().await,
+            Fresh::DeactivatedEntry => {
+                let id = self.active_entry("public").await;
+                let path = format!("/api/v1/entries/{id}/deactivate");
+                self.call(&self.tokens[4], Method::POST, &path, None, 200)
+                    .await;
+                id
+            }
+            Fresh::UserName => format!("new{caller}"),
             Fresh::Membership => {
                 let name = format!("member{caller}");
                 self.server.user(&name, Role::Reader).await;
@@ -193,23 +203,24 @@ impl World {
         method: Method,
         path: &str,
         fresh: Fresh,
-        body: Option<Value>,
+        body: Option<String>,
         want: [u16; 5],
     ) {
         for (i, caller) in CALLERS.iter().enumerate() {
             let id = self.fresh(fresh, i).await;
-            let path = path
-                .replace("{id}", &id)
-                .replace("{pub}", &self.public_entry)
-                .replace("{priv}", &self.private_entry);
-            let body = body.clone().map(|b| {
-                serde_json::from_str(
-                    &b.to_string()
-                        .replace("{server}", &self.server.url)
-                        .replace("{pub}", &self.public_entry),
-                )
-                .unwrap()
-            });
+            let fill = |t: &str| {
+                t.replace("{id}", &id)
+                    .replace("{pub}", &self.public_entry)
+                    .replace("{priv}", &self.private_entry)
+                    .replace("{server}", &self.server.url)
+                    .replace("{other}", "other")
+                    .replace("{lab}", "lab")
+                    .replace("{extra}", "extra")
+            };
+            let path = fill(path);
+            let body = body
+                .as_deref()
+                .map(|b| serde_json::from_str(&fill(b)).unwrap());
             let (status, v) = self
                 .send(&self.tokens[i], method.clone(), &path, body)
                 .await;
@@ -218,308 +229,110 @@ impl World {
     }
 }
 
+/// One row: method, path, what to make fresh per caller, JSON body, and the
+/// expected status for anonymous, reader, owner, other developer, admin.
+type Case = (
+    &'static str,
+    &'static str,
+    Fresh,
+    Option<&'static str>,
+    [u16; 5],
+);
+
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    // Reading.
+    ("GET", "/api/v1/entries", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/entries/{pub}", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/entries/{priv}", Fresh::Nothing, None, [404, 200, 200, 404, 200]),
+    ("GET", "/api/v1/entries/{pub}/file", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/entries/{priv}/file", Fresh::Nothing, None, [404, 200, 200, 404, 200]),
+    ("HEAD", "/api/v1/entries/{pub}/file", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("HEAD", "/api/v1/entries/{priv}/file", Fresh::Nothing, None, [404, 200, 200, 404, 200]),
+    ("GET", "/api/v1/entries/{id}", Fresh::QueuedEntry, None, [404, 404, 200, 404, 200]),
+    // Publishing: developers, in catalogues they can read.
+    ("POST", "/api/v1/entries", Fresh::Nothing, Some(r#"{"title": "new"}"#), [401, 403, 201, 201, 201]),
+    ("POST", "/api/v1/entries", Fresh::Nothing, Some(r#"{"title": "new", "catalogue": "lab"}"#), [401, 403, 201, 403, 201]),
+    // An empty body is no image: 422 for those allowed to upload.
+    ("PUT", "/api/v1/entries/{id}/file", Fresh::QueuedEntry, None, [401, 404, 422, 404, 422]),
+    ("POST", "/api/v1/entries/{id}/import", Fresh::QueuedEntry, Some(r#"{"url": "{server}/api/v1/entries/{pub}/file"}"#), [401, 404, 201, 404, 201]),
+    ("POST", "/api/v1/entries/{id}/uploads", Fresh::QueuedEntry, None, [401, 404, 201, 404, 201]),
+    ("GET", "/api/v1/uploads/{id}", Fresh::Session, None, [401, 404, 200, 404, 200]),
+    ("PATCH", "/api/v1/uploads/{id}", Fresh::Session, None, [401, 404, 202, 404, 202]),
+    ("PUT", "/api/v1/uploads/{id}", Fresh::Session, None, [401, 404, 201, 404, 201]),
+    ("DELETE", "/api/v1/uploads/{id}", Fresh::Session, None, [401, 404, 204, 404, 204]),
+    // Changing: the owner or an admin; status changes: admins.
+    ("PATCH", "/api/v1/entries/{id}", Fresh::ActiveEntry, Some(r#"{"title": "renamed"}"#), [401, 403, 200, 403, 200]),
+    ("POST", "/api/v1/entries/{id}/deprecate", Fresh::ActiveEntry, Some(r#"{"reason": "old"}"#), [401, 403, 200, 403, 200]),
+    ("DELETE", "/api/v1/entries/{id}", Fresh::ActiveEntry, None, [401, 403, 204, 403, 204]),
+    ("POST", "/api/v1/entries/{id}/deactivate", Fresh::ActiveEntry, None, [401, 403, 403, 403, 200]),
+    ("POST", "/api/v1/entries/{id}/reactivate", Fresh::DeactivatedEntry, None, [401, 403, 403, 403, 200]),
+    // Accounts.
+    ("GET", "/api/v1/me", Fresh::Nothing, None, [401, 200, 200, 200, 200]),
+    ("POST", "/api/v1/tokens", Fresh::Nothing, None, [401, 201, 201, 201, 201]),
+    ("GET", "/api/v1/users", Fresh::Nothing, None, [401, 403, 403, 403, 200]),
+    ("POST", "/api/v1/users", Fresh::UserName, Some(r#"{"name": "{id}", "role": "reader"}"#), [401, 403, 403, 403, 201]),
+    ("PUT", "/api/v1/users/{other}/role", Fresh::Nothing, Some(r#"{"role": "developer"}"#), [401, 403, 403, 403, 204]),
+    ("POST", "/api/v1/login", Fresh::Nothing, Some(r#"{"name": "reader", "password": "reader-password"}"#), [201; 5]),
+    ("POST", "/api/v1/login", Fresh::Nothing, Some(r#"{"name": "reader", "password": "wrong"}"#), [401; 5]),
+    // Catalogues.
+    ("GET", "/api/v1/catalogues", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/catalogues/{extra}", Fresh::Nothing, Some(r#"{"public": true}"#), [401, 403, 403, 403, 200]),
+    ("PUT", "/api/v1/catalogues/{lab}/members/{other}", Fresh::Nothing, None, [401, 403, 403, 403, 204]),
+    ("DELETE", "/api/v1/catalogues/{lab}/members/{id}", Fresh::Membership, None, [401, 403, 403, 403, 204]),
+    // Service endpoints are open.
+    ("GET", "/healthz", Fresh::Nothing, None, [200; 5]),
+    ("GET", "/metrics", Fresh::Nothing, None, [200; 5]),
+    ("GET", "/api/v1/openapi.json", Fresh::Nothing, None, [200; 5]),
+];
+
+/// A path with every `{parameter}` made alike, to compare rows with routes.
+fn template(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => {
+                in_param = false;
+                out.push_str("{}");
+            }
+            _ if !in_param => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 async fn every_endpoint_by_every_role(backend: Backend) {
     let w = World::new(backend).await;
-    use Fresh::*;
-    use Method as M;
-    let entry = json!({"title": "new"});
-    let lab_entry = json!({"title": "new", "catalogue": "lab"});
-    // Reading.
-    w.case(
-        M::GET,
-        "/api/v1/entries",
-        Nothing,
-        None,
-        [200, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/entries/{pub}",
-        Nothing,
-        None,
-        [200, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/entries/{priv}",
-        Nothing,
-        None,
-        [404, 200, 200, 404, 200],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/entries/{pub}/file",
-        Nothing,
-        None,
-        [200, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/entries/{priv}/file",
-        Nothing,
-        None,
-        [404, 200, 200, 404, 200],
-    )
-    .await;
-    w.case(
-        M::HEAD,
-        "/api/v1/entries/{pub}/file",
-        Nothing,
-        None,
-        [200, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::HEAD,
-        "/api/v1/entries/{priv}/file",
-        Nothing,
-        None,
-        [404, 200, 200, 404, 200],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/entries/{id}",
-        QueuedEntry,
-        None,
-        [404, 404, 200, 404, 200],
-    )
-    .await;
-    // Publishing: developers, in catalogues they can read.
-    w.case(
-        M::POST,
-        "/api/v1/entries",
-        Nothing,
-        Some(entry.clone()),
-        [401, 403, 201, 201, 201],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/entries",
-        Nothing,
-        Some(lab_entry),
-        [401, 403, 201, 403, 201],
-    )
-    .await;
-    w.case(
-        M::PUT,
-        "/api/v1/entries/{id}/file",
-        QueuedEntry,
-        None,
-        [401, 404, 422, 404, 422],
-    )
-    .await; // empty body: no image
-    w.case(
-        M::POST,
-        "/api/v1/entries/{id}/import",
-        QueuedEntry,
-        Some(json!({"url": "{server}/api/v1/entries/{pub}/file"})),
-        [401, 404, 201, 404, 201],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/entries/{id}/uploads",
-        QueuedEntry,
-        None,
-        [401, 404, 201, 404, 201],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/uploads/{id}",
-        Session,
-        None,
-        [401, 404, 200, 404, 200],
-    )
-    .await;
-    w.case(
-        M::PATCH,
-        "/api/v1/uploads/{id}",
-        Session,
-        None,
-        [401, 404, 202, 404, 202],
-    )
-    .await;
-    w.case(
-        M::PUT,
-        "/api/v1/uploads/{id}",
-        Session,
-        None,
-        [401, 404, 201, 404, 201],
-    )
-    .await;
-    w.case(
-        M::DELETE,
-        "/api/v1/uploads/{id}",
-        Session,
-        None,
-        [401, 404, 204, 404, 204],
-    )
-    .await;
-    // Changing: the owner or an admin.
-    w.case(
-        M::PATCH,
-        "/api/v1/entries/{id}",
-        ActiveEntry,
-        Some(json!({"title": "renamed"})),
-        [401, 403, 200, 403, 200],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/entries/{id}/deprecate",
-        ActiveEntry,
-        Some(json!({"reason": "old"})),
-        [401, 403, 200, 403, 200],
-    )
-    .await;
-    w.case(
-        M::DELETE,
-        "/api/v1/entries/{id}",
-        ActiveEntry,
-        None,
-        [401, 403, 204, 403, 204],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/entries/{id}/deactivate",
-        ActiveEntry,
-        None,
-        [401, 403, 403, 403, 200],
-    )
-    .await;
-    // Reactivation needs a deactivated entry: the admin deactivates one per caller.
-    for (i, caller) in CALLERS.iter().enumerate() {
-        let id = w.active_entry("public").await;
-        w.call(
-            &w.tokens[4],
-            M::POST,
-            &format!("/api/v1/entries/{id}/deactivate"),
-            None,
-            200,
-        )
+    for (method, path, fresh, body, want) in CASES {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        w.case(method, path, *fresh, body.map(str::to_string), *want)
+            .await;
+    }
+    // Every route of the OpenAPI document has a row.
+    let doc = w
+        .call(&None, Method::GET, "/api/v1/openapi.json", None, 200)
         .await;
-        let (status, _) = w
-            .send(
-                &w.tokens[i],
-                M::POST,
-                &format!("/api/v1/entries/{id}/reactivate"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            status.as_u16(),
-            [401, 403, 403, 403, 200][i],
-            "reactivate as {caller}"
-        );
-    }
-    // Accounts.
-    w.case(
-        M::GET,
-        "/api/v1/me",
-        Nothing,
-        None,
-        [401, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/tokens",
-        Nothing,
-        None,
-        [401, 201, 201, 201, 201],
-    )
-    .await;
-    w.case(
-        M::GET,
-        "/api/v1/users",
-        Nothing,
-        None,
-        [401, 403, 403, 403, 200],
-    )
-    .await;
-    for (i, caller) in CALLERS.iter().enumerate() {
-        let body = json!({"name": format!("new{i}"), "role": "reader"});
-        let (status, _) = w
-            .send(&w.tokens[i], M::POST, "/api/v1/users", Some(body))
-            .await;
-        assert_eq!(
-            status.as_u16(),
-            [401, 403, 403, 403, 201][i],
-            "create user as {caller}"
-        );
-    }
-    w.case(
-        M::PUT,
-        "/api/v1/users/other/role",
-        Nothing,
-        Some(json!({"role": "developer"})),
-        [401, 403, 403, 403, 204],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/login",
-        Nothing,
-        Some(json!({"name": "reader", "password": "reader-password"})),
-        [201; 5],
-    )
-    .await;
-    w.case(
-        M::POST,
-        "/api/v1/login",
-        Nothing,
-        Some(json!({"name": "reader", "password": "wrong"})),
-        [401; 5],
-    )
-    .await;
-    // Catalogues.
-    w.case(
-        M::GET,
-        "/api/v1/catalogues",
-        Nothing,
-        None,
-        [200, 200, 200, 200, 200],
-    )
-    .await;
-    w.case(
-        M::PUT,
-        "/api/v1/catalogues/extra",
-        Nothing,
-        Some(json!({"public": true})),
-        [401, 403, 403, 403, 200],
-    )
-    .await;
-    w.case(
-        M::PUT,
-        "/api/v1/catalogues/lab/members/other",
-        Nothing,
-        None,
-        [401, 403, 403, 403, 204],
-    )
-    .await;
-    w.case(
-        M::DELETE,
-        "/api/v1/catalogues/lab/members/{id}",
-        Membership,
-        None,
-        [401, 403, 403, 403, 204],
-    )
-    .await;
-    // Service endpoints are open.
-    for path in ["/healthz", "/metrics", "/api/v1/openapi.json"] {
-        w.case(M::GET, path, Nothing, None, [200; 5]).await;
+    let rows: Vec<(String, String)> = CASES
+        .iter()
+        .map(|(m, p, ..)| (m.to_lowercase(), template(p)))
+        .collect();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let row = (method.clone(), template(path));
+            assert!(rows.contains(&row), "{method} {path} has no row in CASES");
+        }
     }
     // A wrong token is refused, not treated as anonymous.
     let (status, _) = w
-        .send(&Some("kiln_wrong".into()), M::GET, "/api/v1/entries", None)
+        .send(
+            &Some("kiln_wrong".into()),
+            Method::GET,
+            "/api/v1/entries",
+            None,
+        )
         .await;
     assert_eq!(status, 401);
     w.server.stop().await;
