@@ -1,6 +1,7 @@
 //! `kiln`: the command-line front. Each area lives in its own module and calls
 //! into its library crate; this file only dispatches.
 
+mod build;
 mod context;
 mod enc;
 mod img;
@@ -29,6 +30,8 @@ enum Command {
     /// Disk images: info, convert, check, compare, create, resize, inspect.
     #[command(subcommand)]
     Img(img::ImgCommand),
+    /// Build images from a template: bootstrap, configure, assemble, convert.
+    Build(build::BuildArgs),
     /// Appliance templates: check, show, import (Oz TDL, BoxGrinder).
     #[command(subcommand)]
     Template(template::TemplateCommand),
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     });
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
+        Command::Build(args) => build::run(args),
         Command::Template(cmd) => template::run(cmd),
         Command::Context(cmd) => context::run(cmd),
         Command::Enc(args) => enc::run(args),

@@ -3,6 +3,8 @@
 //! (package caches and lists, logs, temporary files, the build's resolv.conf
 //! and policy-rc.d) goes too.
 
+use std::path::Path;
+
 use crate::files::{TreeFile, install};
 use crate::{Result, Sandbox};
 
@@ -38,7 +40,6 @@ rm -f /var/cache/debconf/*-old /var/lib/dpkg/*-old
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
 find /var/log -type f -exec truncate --size=0 {} +
 rm -rf /var/log/journal/* /tmp/* /tmp/.[!.]* /var/tmp/* /root/.bash_history
-if [ -f /etc/resolv.conf ] && [ ! -L /etc/resolv.conf ]; then rm -f /etc/resolv.conf; fi
 "#;
 
 pub fn clean(sandbox: &Sandbox) -> Result<()> {
@@ -50,5 +51,19 @@ pub fn clean(sandbox: &Sandbox) -> Result<()> {
         sandbox.run(&["systemctl", "enable", "kiln-ssh-host-keys.service"])?;
     }
     sandbox.shell(CLEAN_SCRIPT)?;
+    remove_build_resolv_conf(sandbox.root())
+}
+
+/// The bootstrap copies the host's resolv.conf into the tree; the image gets
+/// its own from DHCP. Removed from outside, since the sandbox mounts the
+/// host's over it; only a regular file in a real /etc is touched.
+fn remove_build_resolv_conf(root: &Path) -> Result<()> {
+    let etc = root.join("etc");
+    let is_real_dir = std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir());
+    let file = etc.join("resolv.conf");
+    let is_file = std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file());
+    if is_real_dir && is_file {
+        std::fs::remove_file(&file).map_err(crate::io_error(file.display().to_string()))?;
+    }
     Ok(())
 }

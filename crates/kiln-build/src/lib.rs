@@ -1,0 +1,28 @@
+//! The image build pipeline behind `kiln build`.
+//!
+//! A build runs explicit [`Stage`]s in order: resolve the template, bootstrap
+//! the root, repositories, packages, files, commands, users, agent, clean-up,
+//! kernel, bootloader, filesystem image, partition table, output formats,
+//! manifest. Each stage from bootstrap to bootloader changes the image root;
+//! its change is kept in the [`cache`] as a layer under a key that hashes
+//! everything the stage depends on (its inputs and the key of the stage
+//! before), and the assembled disk is kept under a key of its own. A rebuild
+//! replays only the stages whose key is not cached. Every step is reported as
+//! an [`Event`], which the CLI shows as progress or prints as JSON.
+
+pub mod cache;
+mod error;
+pub mod event;
+pub mod hash;
+pub mod manifest;
+pub mod output;
+pub mod ova;
+mod pipeline;
+pub mod plan;
+pub mod publish;
+pub mod stage;
+
+pub use error::{BuildError, Error};
+pub use event::Event;
+pub use pipeline::{BuildOptions, BuildReport, build};
+pub use stage::Stage;

@@ -1,0 +1,546 @@
+//! `kiln build` end to end: the example templates are bootstrapped from the
+//! Debian mirror, built to images, and the images are read by their real
+//! consumers — the Linux kernel in qemu (TCG, SeaBIOS and OVMF), qemu-img,
+//! sfdisk/sgdisk, e2fsck/debugfs, fsck.vfat, tar and sha256sum.
+//!
+//! Builds share one stage cache under the target directory, so the minimal
+//! and rich examples bootstrap once, each template is built once, and every
+//! later build of it is replayed from the cache (the cache is the point of
+//! the design; the first run on a clean machine builds everything).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target"));
+    target.join("kiln-e2e-cache")
+}
+
+fn kiln() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.env("KILN_CACHE_DIR", cache_dir())
+        .env_remove("KILN_AGENT_BINARY");
+    cmd
+}
+
+/// Builds `template` into `out` with `--json`; returns the events.
+fn build(template: &Path, out: &Path, extra: &[&str]) -> Vec<Value> {
+    let output = kiln()
+        .arg("build")
+        .arg(template)
+        .arg("-o")
+        .arg(out)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    let events = events(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kiln build {}: {}\n{}",
+        template.display(),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    events
+}
+
+fn events(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn finished(events: &[Value], stage: &str) -> Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "stage-finished" && e["stage"] == stage)
+        .cloned()
+        .unwrap_or_else(|| panic!("no stage-finished for {stage}: {events:?}"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn manifest(out: &Path, stem: &str) -> Value {
+    serde_json::from_str(&fs::read_to_string(out.join(format!("{stem}.manifest.json"))).unwrap())
+        .unwrap()
+}
+
+/// Boots `image` in qemu with the serial console in a file and waits until
+/// every one of `wanted` has appeared on it (bounded time), then stops qemu.
+fn boot(image: &Path, format: &str, uefi: bool, wanted: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console.log");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "1",
+    ])
+    .args(["-display", "none", "-nodefaults", "-no-reboot", "-snapshot"])
+    .arg("-serial")
+    .arg(format!("file:{}", console.display()))
+    .arg("-drive")
+    .arg(format!(
+        "file={},format={format},if=virtio",
+        image.display()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if uefi {
+        cmd.args(["-bios", "/usr/share/OVMF/OVMF_CODE.fd"]);
+    }
+    let mut qemu = cmd
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/setup installs it)");
+    let deadline = Instant::now() + Duration::from_secs(420);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = fs::read_to_string(&console).unwrap_or_default();
+        if wanted.iter().all(|w| text.contains(w)) {
+            break;
+        }
+        if let Ok(Some(status)) = qemu.try_wait() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(qemu.stderr.as_mut().unwrap(), &mut err);
+            panic!("qemu exited ({status}): {err}\nconsole:\n{text}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let missing: Vec<_> = wanted.iter().filter(|w| !text.contains(*w)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} boot of {}: {missing:?} never appeared on the console:\n{text}",
+        if uefi { "UEFI" } else { "BIOS" },
+        image.display()
+    );
+    text
+}
+
+fn root_offset(manifest: &Value) -> u64 {
+    manifest["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "root")
+        .unwrap()["offset"]
+        .as_u64()
+        .unwrap()
+}
+
+fn debugfs_cat(raw: &Path, offset: u64, path: &str) -> String {
+    run(Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(format!("{}?offset={offset}", raw.display())))
+}
+
+#[test]
+fn minimal_example_boots_to_a_login_prompt_with_bios_and_uefi() {
+    let out = tempfile::tempdir().unwrap();
+    let events = build(&repo("examples/debian-minimal.yaml"), out.path(), &[]);
+    for stage in [
+        "bootstrap",
+        "packages",
+        "kernel",
+        "bootloader",
+        "outputs",
+        "manifest",
+    ] {
+        finished(&events, stage);
+    }
+    let image = out.path().join("debian-minimal.qcow2");
+    run(Command::new("qemu-img").arg("check").arg(&image));
+    let m = manifest(out.path(), "debian-minimal");
+    assert!(m["kernel"].as_str().unwrap().ends_with("-amd64"), "{m}");
+    boot(&image, "qcow2", false, &["debian-minimal login:"]);
+    boot(&image, "qcow2", true, &["debian-minimal login:"]);
+}
+
+#[test]
+fn rich_example_boots_with_its_files_commands_user_and_service() {
+    let out = tempfile::tempdir().unwrap();
+    build(&repo("examples/debian-rich.yaml"), out.path(), &[]);
+    let qcow2 = out.path().join("debian-rich.qcow2");
+    let raw = out.path().join("debian-rich.raw");
+    run(Command::new("qemu-img").arg("check").arg(&qcow2));
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&qcow2));
+    assert!(info.contains("\"compression-type\": \"zstd\""), "{info}");
+    run(Command::new("qemu-img")
+        .arg("compare")
+        .arg(&qcow2)
+        .arg(&raw));
+
+    let m = manifest(out.path(), "debian-rich");
+    // The manifest: kiln version, template digest, packages with versions, outputs with digests.
+    assert_eq!(m["kiln_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(m["template"]["digest"].as_str().unwrap().len(), 64);
+    for name in ["sudo", "curl", "openssh-server", "systemd-sysv"] {
+        let p = m["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name);
+        assert!(
+            p.is_some_and(|p| !p["version"].as_str().unwrap().is_empty()),
+            "{name} not in the manifest"
+        );
+    }
+    for o in m["outputs"].as_array().unwrap() {
+        let file = out.path().join(o["file"].as_str().unwrap());
+        let sha256 = run(Command::new("sha256sum").arg(&file));
+        assert_eq!(sha256.split_whitespace().next().unwrap(), o["sha256"]);
+        let sha512 = run(Command::new("sha512sum").arg(&file));
+        assert_eq!(sha512.split_whitespace().next().unwrap(), o["sha512"]);
+        assert_eq!(
+            fs::metadata(&file).unwrap().len(),
+            o["size"].as_u64().unwrap()
+        );
+    }
+
+    // The disk, by its consumers.
+    run(Command::new("sgdisk").arg("--verify").arg(&raw));
+    let dump = run(Command::new("sfdisk").arg("--dump").arg(&raw));
+    assert!(
+        dump.contains("type=21686148-6449-6E6F-744E-656564454649"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{dump}"
+    );
+    let offset = root_offset(&m);
+    run(Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={offset}", raw.display())));
+    let esp = m["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "esp")
+        .unwrap()
+        .clone();
+    let esp_img = out.path().join("esp.img");
+    run(Command::new("dd")
+        .arg(format!("if={}", raw.display()))
+        .arg(format!("of={}", esp_img.display()))
+        .args(["bs=1M", "status=none"])
+        .arg(format!("skip={}", esp["offset"].as_u64().unwrap() >> 20))
+        .arg(format!("count={}", esp["size"].as_u64().unwrap() >> 20)));
+    run(Command::new("fsck.vfat").arg("-n").arg(&esp_img));
+
+    // The template's effects, read from the root filesystem.
+    let motd = debugfs_cat(&raw, offset, "/etc/motd");
+    assert_eq!(
+        motd,
+        "Built by kiln from debian-rich 1.0 (Debian bookworm, x86_64).\n"
+    );
+    assert_eq!(
+        debugfs_cat(&raw, offset, "/etc/kiln-marker"),
+        "KILN-RICH-BOOTED\n"
+    );
+    let keys = debugfs_cat(&raw, offset, "/home/admin/.ssh/authorized_keys");
+    assert!(
+        keys.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFk1Y2ls"),
+        "{keys}"
+    );
+    let sudoers = debugfs_cat(&raw, offset, "/etc/sudoers.d/kiln-admin");
+    assert_eq!(sudoers, "admin ALL=(ALL:ALL) NOPASSWD: ALL\n");
+    let group = debugfs_cat(&raw, offset, "/etc/group");
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("operators:") && l.ends_with(":admin")),
+        "{group}"
+    );
+    let sshd = debugfs_cat(&raw, offset, "/etc/ssh/sshd_config");
+    assert!(
+        sshd.lines().any(|l| l == "PasswordAuthentication no"),
+        "{sshd}"
+    );
+    // Every clone must be unique: no machine-id, no SSH host keys in the image.
+    assert_eq!(debugfs_cat(&raw, offset, "/etc/machine-id"), "");
+    let ssh_dir = run(Command::new("debugfs")
+        .args(["-R", "ls -l /etc/ssh"])
+        .arg(format!("{}?offset={offset}", raw.display())));
+    assert!(!ssh_dir.contains("ssh_host_"), "{ssh_dir}");
+
+    // Booted: the service prints the marker, a login prompt follows, and the
+    // host keys the image lacked were made at first boot.
+    for uefi in [false, true] {
+        boot(
+            &qcow2,
+            "qcow2",
+            uefi,
+            &["KILN-RICH-BOOTED", "debian-rich login:"],
+        );
+    }
+}
+
+#[test]
+fn every_output_format_passes_its_consumers() {
+    let out = tempfile::tempdir().unwrap();
+    build(
+        &repo("examples/debian-minimal.yaml"),
+        out.path(),
+        &["--format", "raw,qcow2,vmdk,vhd,ova"],
+    );
+    let raw = out.path().join("debian-minimal.raw");
+    for (file, format) in [("qcow2", "qcow2"), ("vmdk", "vmdk"), ("vhd", "vpc")] {
+        let image = out.path().join(format!("debian-minimal.{file}"));
+        if format != "vpc" {
+            run(Command::new("qemu-img").arg("check").arg(&image));
+        }
+        let info = run(Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&image));
+        assert!(
+            info.contains(&format!("\"format\": \"{format}\"")),
+            "{info}"
+        );
+        if file == "vmdk" {
+            assert!(info.contains("streamOptimized"), "{info}");
+        }
+        run(Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", format])
+            .arg(&raw)
+            .arg(&image));
+    }
+
+    // OVA: the .ovf first, then the manifest, then the disk; the manifest checks.
+    let ova = out.path().join("debian-minimal.ova");
+    let listing = run(Command::new("tar").arg("tf").arg(&ova));
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        names,
+        [
+            "debian-minimal.ovf",
+            "debian-minimal.mf",
+            "debian-minimal-disk1.vmdk"
+        ]
+    );
+    let unpacked = out.path().join("ova");
+    fs::create_dir(&unpacked).unwrap();
+    run(Command::new("tar")
+        .arg("xf")
+        .arg(&ova)
+        .arg("-C")
+        .arg(&unpacked));
+    let mf = fs::read_to_string(unpacked.join("debian-minimal.mf")).unwrap();
+    // `SHA256(f)= hex` is the BSD checksum format sha256sum -c reads.
+    let check = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("debian-minimal.mf")
+        .current_dir(&unpacked));
+    assert_eq!(
+        check.lines().filter(|l| l.ends_with(": OK")).count(),
+        2,
+        "{check}\n{mf}"
+    );
+    let vmdk = unpacked.join("debian-minimal-disk1.vmdk");
+    run(Command::new("qemu-img").arg("check").arg(&vmdk));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(&raw)
+        .arg(&vmdk));
+    let ovf = unpacked.join("debian-minimal.ovf");
+    let parsed = run(Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); ns = {'o': 'http://schemas.dmtf.org/ovf/envelope/1'}; f = r.find('o:References/o:File', ns); print(f.get('{http://schemas.dmtf.org/ovf/envelope/1}href'), f.get('{http://schemas.dmtf.org/ovf/envelope/1}size'))"])
+        .arg(&ovf));
+    assert_eq!(
+        parsed.trim(),
+        format!(
+            "debian-minimal-disk1.vmdk {}",
+            fs::metadata(&vmdk).unwrap().len()
+        )
+    );
+}
+
+/// The scratch directory of the kiln process `pid` (see kiln_build::cache).
+fn work_dir(pid: u32) -> PathBuf {
+    cache_dir().join("work").join(pid.to_string())
+}
+
+/// Mount points of this namespace under `dir`, and processes rooted in it.
+fn leftovers(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let mounts = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    let processes = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            fs::read_link(e.path().join("root"))
+                .ok()
+                .map(|r| (e.file_name(), r))
+        })
+        .filter(|(_, r)| r.starts_with(dir))
+        .map(|(pid, r)| format!("{} in {}", pid.to_string_lossy(), r.display()))
+        .collect();
+    (mounts, processes)
+}
+
+fn derived(dir: &Path, command: &str) -> PathBuf {
+    let path = dir.join("derived.yaml");
+    fs::write(
+        &path,
+        format!(
+            "extends: {}\nname: kiln-derived\ncommands:\n  after_packages:\n    - {command}\n",
+            repo("examples/debian-minimal.yaml").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_killed_build_leaves_no_image_and_the_next_build_reuses_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let template = derived(dir.path(), "sleep 300");
+    let mut child = kiln()
+        .arg("build")
+        .arg(&template)
+        .arg("-o")
+        .arg(&out)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the commands stage (the sleep) is running, then SIGKILL kiln.
+    let stdout = child.stdout.take().unwrap();
+    let mut in_commands = false;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "stage-started" && event["stage"] == "commands" {
+            in_commands = true;
+            break;
+        }
+        assert_ne!(event["event"], "stage-failed", "{event}");
+    }
+    assert!(in_commands, "the build never reached the commands stage");
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Nothing mounted, nothing running inside the image root, no image.
+    let work = work_dir(child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left = leftovers(&work);
+    while (!left.0.is_empty() || !left.1.is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        left = leftovers(&work);
+    }
+    assert_eq!(left, (vec![], vec![]), "left behind by the killed build");
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        0,
+        "the output directory is not empty"
+    );
+
+    // The next build works; what finished before the kill is replayed.
+    let template = derived(dir.path(), "echo done > /etc/kiln-derived");
+    let events = build(&template, &out, &[]);
+    for stage in ["bootstrap", "repositories", "packages", "files"] {
+        assert_eq!(
+            finished(&events, stage)["cached"],
+            true,
+            "{stage}: {events:?}"
+        );
+    }
+    assert_eq!(finished(&events, "commands")["cached"], false);
+    assert!(out.join("kiln-derived.qcow2").exists());
+    run(Command::new("qemu-img")
+        .arg("check")
+        .arg(out.join("kiln-derived.qcow2")));
+}
+
+#[test]
+fn a_failing_command_names_its_stage_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let template = derived(dir.path(), "echo about to fail; exit 7");
+    let child = kiln()
+        .arg("build")
+        .arg(&template)
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("build failed in stage commands"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("about to fail"), "{stderr}");
+    assert!(fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0);
+    // The failed build removed its scratch space; nothing of it is mounted or running.
+    assert!(!work_dir(pid).exists());
+    assert_eq!(leftovers(&work_dir(pid)), (vec![], vec![]));
+}
+
+#[test]
+fn a_template_for_an_os_without_backend_fails_in_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("fedora.yaml");
+    fs::write(
+        &template,
+        "name: f\nos:\n  distribution: fedora\n  release: \"40\"\n",
+    )
+    .unwrap();
+    let output = kiln()
+        .arg("build")
+        .arg(&template)
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("build failed in stage resolve"), "{stderr}");
+    assert!(
+        stderr.contains("no bootstrap backend for fedora 40"),
+        "{stderr}"
+    );
+}
