@@ -6,13 +6,16 @@
 # Prints Markdown for docs/benchmarks.md.
 #
 #   benches/market.sh [ENTRIES] [IMAGE_GIB]     (defaults: 10000, 2)
+#   KILN_BENCH_PROFILE=dev benches/market.sh    (the dev profile: dependencies at
+#                                                opt-level 2, kiln's crates at 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 entries=${1:-10000}
 gib=${2:-2}
+profile=${KILN_BENCH_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet --bin kiln
-kiln=$target/release/kiln
+cargo build --profile "$profile" --quiet --bin kiln
+kiln=$target/$([ "$profile" = dev ] && echo debug || echo "$profile")/kiln
 work=$(mktemp -d /var/tmp/kiln-market-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -54,7 +57,7 @@ for i in range(n):
     assert r.status == 201, r.status
 PY
 
-echo "## Marketplace (benches/market.sh, $(date -u +%Y-%m-%d), $(nproc) cores, release build)"
+echo "## Marketplace (benches/market.sh, $(date -u +%Y-%m-%d), $(nproc) cores, $profile profile, load average $(cut -d' ' -f1 /proc/loadavg) at start)"
 echo
 echo "### Search at $entries entries (wrk -t2 -c32 -d15s, loopback, SQLite)"
 echo
@@ -95,6 +98,8 @@ http {
 }
 CONF
 mkdir -p "$work/nginx/tmp"
+# nginx's workers drop root: let them read the image and write uploads.
+chmod 755 "$work" && chmod -R a+rwX "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
 pids+=($!)
 sleep 1

@@ -63,4 +63,8 @@ pub const MIGRATIONS: &[&str] = &[
         updated BIGINT NOT NULL
     );
     INSERT INTO catalogues (name, public, description) VALUES ('public', 1, 'Readable by everyone');",
+    // 2: indexes for latest-per-series and title order (benches/market.sh).
+    "DROP INDEX entries_series;
+    CREATE INDEX entries_series_catalogue ON entries (series, catalogue, created);
+    CREATE INDEX entries_title ON entries (lower(title));",
 ];

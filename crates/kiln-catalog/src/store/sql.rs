@@ -379,13 +379,15 @@ impl Store for SqlStore {
             ));
         }
         if query.latest {
-            // Newer entries of the same series that the caller could see in this class.
+            // No newer entry of the same series that the caller could see in
+            // this class. `n.created >= e.created` lets the (series,
+            // catalogue, created) index seek instead of scanning the series.
             let newer_status = status_condition("n", query.status, &now);
             let newer_scope = scope_condition("n", scope, &mut sql);
             conds.push(format!(
                 "(e.series IS NULL OR NOT EXISTS (SELECT 1 FROM entries n WHERE n.series = e.series \
-                 AND n.catalogue = e.catalogue AND {newer_status} AND {newer_scope} \
-                 AND (n.created > e.created OR (n.created = e.created AND n.id > e.id))))"
+                 AND n.catalogue = e.catalogue AND n.created >= e.created AND {newer_status} \
+                 AND {newer_scope} AND (n.created > e.created OR n.id > e.id)))"
             ));
         }
         let filter = conds.join(" AND ");
