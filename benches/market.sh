@@ -59,12 +59,12 @@ PY
 
 echo "## Marketplace (benches/market.sh, $(date -u +%Y-%m-%d), $(nproc) cores, $profile profile, load average $(cut -d' ' -f1 /proc/loadavg) at start)"
 echo
-echo "### Search at $entries entries (wrk -t2 -c32 -d15s, loopback, SQLite)"
+echo "### Search at $entries entries (wrk -t2 -c32 -d15s --timeout 10s, loopback, SQLite, anonymous)"
 echo
 echo "| query | requests/s | p50 | p90 | p99 |"
 echo "|---|---|---|---|---|"
 for q in "limit=20" "q=alpine&limit=20" "os=debian&arch=x86_64&tag=cloud&limit=20" "latest=true&os=ubuntu&limit=20" "status=all&sort=title&offset=5000&limit=50"; do
-  out=$(wrk -t2 -c32 -d15s --latency "$url/api/v1/entries?$q")
+  out=$(wrk -t2 -c32 -d15s --timeout 10s --latency "$url/api/v1/entries?$q")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   pct() { awk -v p="$1" '$1 == p {print $2}' <<<"$out"; }
   errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" || true)
