@@ -201,8 +201,12 @@ fn boots_to_marker(image: &Path, uefi: bool) {
     let stdout = qemu.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+        // Firmware writes bytes that are not UTF-8 (OVMF does): read lossily.
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+            line.clear();
         }
     });
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -118,7 +118,8 @@ fn boot(image: &Path, format: &str, uefi: bool, wanted: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(420);
     let mut text = String::new();
     while Instant::now() < deadline {
-        text = fs::read_to_string(&console).unwrap_or_default();
+        // Firmware writes bytes that are not UTF-8 (OVMF does): read lossily.
+        text = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
         if wanted.iter().all(|w| text.contains(w)) {
             break;
         }
