@@ -37,6 +37,9 @@ pub struct BuildOptions {
     pub cache_dir: PathBuf,
     /// The kiln agent to install when the template asks for it.
     pub agent_binary: Option<PathBuf>,
+    /// A directory of the agent's systemd units (`*.service`), installed and
+    /// enabled with it; default: `kiln-agent*.service` beside the binary.
+    pub agent_units: Option<PathBuf>,
     /// Overrides the template's mirror.
     pub mirror: Option<String>,
 }
@@ -178,13 +181,15 @@ pub fn build(
         stage: Stage::Resolve,
         error,
     })?);
-    let agent =
-        AgentInput::new(plan.template.agent, opts.agent_binary.as_deref()).map_err(|error| {
-            BuildError {
-                stage: Stage::Agent,
-                error,
-            }
-        })?;
+    let agent = AgentInput::new(
+        plan.template.agent,
+        opts.agent_binary.as_deref(),
+        opts.agent_units.as_deref(),
+    )
+    .map_err(|error| BuildError {
+        stage: Stage::Agent,
+        error,
+    })?;
 
     // Keys: each tree stage hashes its inputs with the key before it.
     let mut keys = Vec::new();
@@ -390,11 +395,15 @@ fn capitalize(s: &str) -> String {
 struct AgentInput {
     requested: bool,
     binary: Option<(PathBuf, Vec<u8>)>,
-    unit: Option<Vec<u8>>,
+    /// (file name, contents) of each systemd unit, sorted by name.
+    units: Vec<(String, Vec<u8>)>,
 }
 
+/// Where the agent's units (crates/kiln-agent/systemd) point their ExecStart.
+const AGENT_PATH: &str = "/usr/bin/kiln-agent";
+
 impl AgentInput {
-    fn new(requested: bool, binary: Option<&Path>) -> Result<Self, Error> {
+    fn new(requested: bool, binary: Option<&Path>, units: Option<&Path>) -> Result<Self, Error> {
         let binary = match (requested, binary) {
             (true, Some(path)) => Some((
                 path.to_path_buf(),
@@ -403,17 +412,29 @@ impl AgentInput {
             )),
             _ => None,
         };
-        // A unit shipped beside the binary is installed and enabled with it.
-        let unit = binary
-            .as_ref()
-            .map(|(p, _)| p.with_file_name("kiln-agent.service"))
-            .filter(|p| p.is_file())
-            .map(std::fs::read)
-            .transpose()?;
+        let mut found = Vec::new();
+        if let Some((path, _)) = &binary {
+            let (dir, beside) = match units {
+                Some(dir) => (dir.to_path_buf(), false),
+                None => (path.parent().unwrap_or(Path::new(".")).to_path_buf(), true),
+            };
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::new(format!("kiln agent units {}: {e}", dir.display())))?;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let wanted =
+                    name.ends_with(".service") && (!beside || name.starts_with("kiln-agent"));
+                if wanted && entry.path().is_file() {
+                    found.push((name, std::fs::read(entry.path())?));
+                }
+            }
+            found.sort();
+        }
         Ok(AgentInput {
             requested,
             binary,
-            unit,
+            units: found,
         })
     }
 
@@ -421,7 +442,7 @@ impl AgentInput {
         json!({
             "requested": self.requested,
             "binary": self.binary.as_ref().map(|(_, b)| hash::sha256_hex(b)),
-            "unit": self.unit.as_ref().map(|u| hash::sha256_hex(u)),
+            "units": self.units.iter().map(|(n, u)| (n, hash::sha256_hex(u))).collect::<Vec<_>>(),
         })
     }
 }
@@ -743,23 +764,26 @@ fn run_tree_stage(
                     "skipped: no agent binary".to_string()
                 }
                 (true, Some((path, bytes))) => {
-                    let mut to_install = vec![TreeFile::new(
-                        "/usr/local/sbin/kiln-agent",
-                        bytes.clone(),
-                        0o755,
-                    )];
-                    if let Some(unit) = &agent.unit {
+                    let mut to_install = vec![TreeFile::new(AGENT_PATH, bytes.clone(), 0o755)];
+                    for (name, unit) in &agent.units {
                         to_install.push(TreeFile::new(
-                            "/etc/systemd/system/kiln-agent.service",
+                            format!("/etc/systemd/system/{name}"),
                             unit.clone(),
                             0o644,
                         ));
                     }
                     files::install(sandbox, &to_install)?;
-                    if agent.unit.is_some() {
-                        system::set_services(sandbox, &["kiln-agent.service".to_string()], &[])?;
-                    }
-                    format!("installed {}", path.display())
+                    let names: Vec<String> = agent.units.iter().map(|(n, _)| n.clone()).collect();
+                    system::set_services(sandbox, &names, &[])?;
+                    format!(
+                        "installed {} as {AGENT_PATH}{}",
+                        path.display(),
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", enabled {}", names.join(", "))
+                        }
+                    )
                 }
             };
             Ok((Value::Null, Some(detail)))

@@ -30,6 +30,10 @@ pub struct BuildArgs {
     /// The kiln agent binary installed when the template asks for the agent.
     #[arg(long, env = "KILN_AGENT_BINARY")]
     agent_binary: Option<PathBuf>,
+    /// Directory of the agent's systemd units, installed and enabled with it
+    /// [default: kiln-agent*.service beside the binary].
+    #[arg(long, env = "KILN_AGENT_UNITS")]
+    agent_units: Option<PathBuf>,
     /// The distribution mirror, instead of the template's or the host's.
     #[arg(long)]
     mirror: Option<String>,
@@ -138,6 +142,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             .cache_dir
             .unwrap_or_else(kiln_build::cache::default_dir),
         agent_binary: args.agent_binary,
+        agent_units: args.agent_units,
         mirror: args.mirror,
     };
     let json = args.json;

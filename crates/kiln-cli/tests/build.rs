@@ -545,3 +545,56 @@ fn a_template_for_an_os_without_backend_fails_in_resolve() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_agent_and_its_units_are_installed_when_a_binary_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let template = derived(dir.path(), "true");
+    // A stand-in for the agent (the real one is a static musl build of its
+    // own): what is checked is that this exact binary and the agent's units
+    // land in the image, enabled.
+    let agent = dir.path().join("kiln-agent");
+    fs::copy("/usr/bin/true", &agent).unwrap();
+    let output = kiln()
+        .env("KILN_AGENT_BINARY", &agent)
+        .env("KILN_AGENT_UNITS", repo("crates/kiln-agent/systemd"))
+        .arg("build")
+        .arg(&template)
+        .arg("-o")
+        .arg(&out)
+        .args(["--json", "--format", "raw"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = events(&output.stdout);
+    let detail = finished(&events, "agent")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("as /usr/bin/kiln-agent"), "{detail}");
+    assert!(
+        detail.contains("enabled kiln-agent-local.service, kiln-agent.service"),
+        "{detail}"
+    );
+
+    let raw = out.join("kiln-derived.raw");
+    let offset = root_offset(&manifest(&out, "kiln-derived"));
+    let image = format!("{}?offset={offset}", raw.display());
+    let installed = Command::new("debugfs")
+        .args(["-R", "cat /usr/bin/kiln-agent"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(installed.stdout, fs::read("/usr/bin/true").unwrap());
+    let wants = run(Command::new("debugfs")
+        .args(["-R", "ls -l /etc/systemd/system/multi-user.target.wants"])
+        .arg(&image));
+    for unit in ["kiln-agent.service", "kiln-agent-local.service"] {
+        assert!(wants.contains(unit), "{unit} not enabled: {wants}");
+    }
+}
