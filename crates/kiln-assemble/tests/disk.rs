@@ -209,7 +209,7 @@ fn boots_to_marker(image: &Path, uefi: bool) {
             line.clear();
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut seen = Vec::new();
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_secs(1)) {

@@ -115,7 +115,7 @@ fn boot(image: &Path, format: &str, uefi: bool, wanted: &[&str]) -> String {
     let mut qemu = cmd
         .spawn()
         .expect("qemu-system-x86_64 (scripts/setup installs it)");
-    let deadline = Instant::now() + Duration::from_secs(420);
+    let deadline = Instant::now() + Duration::from_secs(600);
     let mut text = String::new();
     while Instant::now() < deadline {
         // Firmware writes bytes that are not UTF-8 (OVMF does): read lossily.
