@@ -476,7 +476,13 @@ fn a_killed_build_leaves_no_image_and_the_next_build_reuses_finished_stages() {
     );
 
     // The next build works; what finished before the kill is replayed.
-    let template = derived(dir.path(), "echo done > /etc/kiln-derived");
+    // A command never built before (the cache persists across test runs), so
+    // that the commands stage runs and the stages before it are replayed.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let template = derived(dir.path(), &format!("echo {nonce} > /etc/kiln-derived"));
     let events = build(&template, &out, &[]);
     for stage in ["bootstrap", "repositories", "packages", "files"] {
         assert_eq!(
