@@ -107,7 +107,12 @@ pub fn agent() -> Command {
 
 /// `kiln-agent run --stage all` on the root with one device, no network.
 pub fn apply(root: &Path, device: &Path) -> Output {
-    agent()
+    apply_with(agent(), root, device)
+}
+
+/// As [`apply`], with a given agent binary (the static musl build, say).
+pub fn apply_with(mut agent: Command, root: &Path, device: &Path) -> Output {
+    agent
         .args([
             "run",
             "--stage",

@@ -59,23 +59,7 @@ fn static_musl_binary_is_small_and_works() {
 NIC = [ NETWORK = "public", IP = "192.0.2.30" ]
 CONTEXT = [ NETWORK = "YES", SET_HOSTNAME = "static1", USERNAME = "carol", PASSWORD = "pw", SSH_PUBLIC_KEY = "ssh-ed25519 AAAA carol" ]"#);
     let iso = write_image(images.path(), "c.iso", &opennebula_iso(&vm, vec![]));
-    let output = Command::new(&binary)
-        .args([
-            "run",
-            "--stage",
-            "all",
-            "--no-network",
-            "--device-wait",
-            "0",
-            "--cmdline",
-            "",
-            "--root",
-        ])
-        .arg(root)
-        .arg("--device")
-        .arg(&iso)
-        .output()
-        .unwrap();
+    let output = apply_with(Command::new(&binary), root, &iso);
     assert_ok(&output);
     assert_eq!(read(root, "/etc/hostname"), "static1\n");
     assert_eq!(

@@ -194,7 +194,7 @@ pub fn build(
     // Keys: each tree stage hashes its inputs with the key before it.
     let mut keys = Vec::new();
     let mut parent = String::new();
-    for stage in Stage::TREE {
+    for &stage in Stage::TREE {
         let inputs = json!({
             "kiln": env!("CARGO_PKG_VERSION"),
             "logic": STAGE_LOGIC,
@@ -221,7 +221,8 @@ pub fn build(
     let disk_entry = match disk_entry {
         Some(entry) => {
             for stage in Stage::TREE
-                .into_iter()
+                .iter()
+                .copied()
                 .chain([Stage::Filesystem, Stage::PartitionTable])
             {
                 (r.events)(&Event::StageStarted {
@@ -515,7 +516,7 @@ fn build_disk(
 
     // The longest run of cached layers from the start is replayed.
     let mut replaying = true;
-    for (i, stage) in Stage::TREE.into_iter().enumerate() {
+    for (i, &stage) in Stage::TREE.iter().enumerate() {
         let key = &keys[i];
         let cached = if replaying {
             cache.stage_entry(key)

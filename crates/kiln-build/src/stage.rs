@@ -41,19 +41,9 @@ impl Stage {
         Stage::Manifest,
     ];
 
-    /// The stages that change the image root, each kept as a cache layer.
-    pub const TREE: [Stage; 10] = [
-        Stage::Bootstrap,
-        Stage::Repositories,
-        Stage::Packages,
-        Stage::Files,
-        Stage::Commands,
-        Stage::Users,
-        Stage::Agent,
-        Stage::Cleanup,
-        Stage::Kernel,
-        Stage::Bootloader,
-    ];
+    /// The stages that change the image root, each kept as a cache layer:
+    /// bootstrap through bootloader.
+    pub const TREE: &[Stage] = Stage::ALL.split_at(1).1.split_at(10).0;
 
     pub fn name(self) -> &'static str {
         match self {
