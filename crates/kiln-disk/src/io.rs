@@ -39,11 +39,11 @@ pub trait DiskRead: Send + Sync {
 /// order without overlap; ranges never handed to `write_at` read as zeros.
 pub trait DiskWrite: Send {
     /// The unit the writer allocates in (cluster, grain, block). Convert hands
-    /// it whole units, aligned, except for a short last one at the disk's end,
-    /// and never hands it a unit that is all zeros.
+    /// it runs of whole units, aligned, except for a short last one at the
+    /// disk's end, and never hands it a unit that is all zeros.
     fn granularity(&self) -> u64;
 
-    /// Writes `data` at guest `offset`.
+    /// Writes `data` at guest `offset`; `data` may span several units.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
 
     /// Writes the remaining metadata and syncs the file.

@@ -24,6 +24,7 @@ pub mod resize;
 pub mod vdi;
 pub mod vhd;
 pub mod vmdk;
+pub(crate) mod writeback;
 
 pub use detect::{Format, detect, detect_all};
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
+use crate::writeback::Writeback;
 use crate::{Allocation, DiskRead, DiskWrite, Format, ImageInfo, Result};
 
 pub struct RawReader {
@@ -76,12 +77,16 @@ impl DiskRead for RawReader {
 /// Writes a raw image as a sparse file: only data is written, the rest stays a hole.
 pub struct RawWriter {
     file: File,
+    writeback: Writeback,
 }
 
 impl RawWriter {
     pub fn new(file: File, virtual_size: u64) -> Result<Self> {
         file.set_len(virtual_size)?;
-        Ok(RawWriter { file })
+        Ok(RawWriter {
+            file,
+            writeback: Writeback::default(),
+        })
     }
 }
 
@@ -92,6 +97,7 @@ impl DiskWrite for RawWriter {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.file.write_all_at(data, offset)?;
+        self.writeback.wrote(&self.file, offset, data.len() as u64);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use super::compress::compress_cluster;
 use super::header::{self, CompressionType, Header, INCOMPAT_COMPRESSION};
 use super::tables::{COPIED, CompressedLayout};
 use crate::parallel::OrderedPool;
+use crate::writeback::Writeback;
 use crate::{Compression, CreateOptions, DiskWrite, Error, Result};
 
 /// kiln writes 16-bit refcounts, as qemu does by default.
@@ -16,6 +17,8 @@ const REFCOUNT_ORDER: u32 = 4;
 const MAX_REFCOUNT: u16 = u16::MAX;
 /// Appended bytes are gathered into writes of this size.
 const WRITE_BUFFER: usize = 8 << 20;
+/// Runs at least this long are written from the caller's buffer, uncopied.
+const WRITE_THROUGH: usize = 1 << 20;
 
 /// Sequential output with the current end position.
 struct Appender {
@@ -23,6 +26,7 @@ struct Appender {
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     buf_start: u64,
+    writeback: Writeback,
 }
 
 impl Appender {
@@ -30,6 +34,12 @@ impl Appender {
         self.buf_start + self.buf.len() as u64
     }
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() >= WRITE_THROUGH {
+            // A long run goes straight from the caller's buffer: no copy.
+            self.flush()?;
+            self.write_through(bytes)?;
+            return Ok(());
+        }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= WRITE_BUFFER {
             self.flush()?;
@@ -42,9 +52,18 @@ impl Appender {
         Ok(())
     }
     fn flush(&mut self) -> Result<()> {
-        self.file.write_all_at(&self.buf, self.buf_start)?;
-        self.buf_start += self.buf.len() as u64;
+        let buf = std::mem::take(&mut self.buf);
+        self.write_through(&buf)?;
+        self.buf = buf;
         self.buf.clear();
+        Ok(())
+    }
+    /// Writes `bytes` at the end, which must have no buffered bytes before it.
+    fn write_through(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all_at(bytes, self.buf_start)?;
+        self.writeback
+            .wrote(&self.file, self.buf_start, bytes.len() as u64);
+        self.buf_start += bytes.len() as u64;
         Ok(())
     }
 }
@@ -136,6 +155,7 @@ impl Qcow2Writer {
                 file,
                 buf: Vec::with_capacity(WRITE_BUFFER + (2 << 20)),
                 buf_start: data_start,
+                writeback: Writeback::default(),
             },
             layout: CompressedLayout::new(header.cluster_bits),
             header,
@@ -190,15 +210,32 @@ impl Qcow2Writer {
         Ok(host)
     }
 
-    fn place_cluster(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let slot = self.l2_slot(offset)?;
-        let host = self.alloc_cluster()?;
-        self.out.append(data)?;
-        let cs = self.cluster_size() as usize;
-        if data.len() < cs {
-            self.out.append(&vec![0; cs - data.len()])?;
+    /// Places consecutive clusters starting at guest `offset` contiguously
+    /// in the file; a short last cluster is padded to a whole one.
+    fn place_clusters(&mut self, mut offset: u64, mut data: &[u8]) -> Result<()> {
+        let cs = self.cluster_size();
+        while !data.is_empty() {
+            // One L2 table's worth at most: its table follows the data it maps.
+            let slot = self.l2_slot(offset)?;
+            let room = (self.header.l2_entries() - slot as u64) * cs;
+            let (run, rest) = data.split_at(room.min(data.len() as u64) as usize);
+            let host = self.alloc_cluster()?;
+            let clusters = (run.len() as u64).div_ceil(cs);
+            for c in 1..clusters {
+                self.add_ref(host / cs + c);
+            }
+            self.out.append(run)?;
+            let tail = (clusters * cs) as usize - run.len();
+            if tail > 0 {
+                self.out.append(&vec![0; tail])?;
+            }
+            let entries = &mut self.l2.as_mut().unwrap().1[slot..slot + clusters as usize];
+            for (c, entry) in entries.iter_mut().enumerate() {
+                *entry = (host + c as u64 * cs) | COPIED;
+            }
+            offset += run.len() as u64;
+            data = rest;
         }
-        self.l2.as_mut().unwrap().1[slot] = host | COPIED;
         Ok(())
     }
 
@@ -228,7 +265,7 @@ impl Qcow2Writer {
         if compressed {
             self.place_compressed(offset, &data)
         } else {
-            self.place_cluster(offset, &data)
+            self.place_clusters(offset, &data)
         }
     }
 
@@ -285,16 +322,22 @@ impl DiskWrite for Qcow2Writer {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         debug_assert_eq!(offset % self.cluster_size(), 0);
-        match self.pool.take() {
-            None => self.place_cluster(offset, data),
-            Some(mut pool) => {
-                let mut cluster = data.to_vec();
-                cluster.resize(self.cluster_size() as usize, 0);
-                let r = pool.submit((offset, cluster), &mut |done| self.deliver(done));
-                self.pool = Some(pool);
-                r
+        let Some(mut pool) = self.pool.take() else {
+            return self.place_clusters(offset, data);
+        };
+        let cs = self.cluster_size() as usize;
+        let mut result = Ok(());
+        for (i, chunk) in data.chunks(cs).enumerate() {
+            let mut cluster = chunk.to_vec();
+            cluster.resize(cs, 0);
+            let at = offset + (i * cs) as u64;
+            result = pool.submit((at, cluster), &mut |done| self.deliver(done));
+            if result.is_err() {
+                break;
             }
         }
+        self.pool = Some(pool);
+        result
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
