@@ -304,6 +304,51 @@ pub struct Catalogue {
     pub members: Vec<String>,
 }
 
+/// Where an endorsement stands. Only its endorser changes it, by a signed
+/// statement; `revoked` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndorsementStatus {
+    Active,
+    Deprecated,
+    Revoked,
+}
+
+impl EndorsementStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndorsementStatus::Active => "active",
+            EndorsementStatus::Deprecated => "deprecated",
+            EndorsementStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// An endorser's detached signature over an entry's canonical metadata.
+/// kiln-trust defines that byte form and verifies the signature before the
+/// server stores it; here it is plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Endorsement {
+    pub id: Uuid,
+    pub entry_id: Uuid,
+    /// Who signed, as kiln-trust names it: `ed25519:<hex>` or the
+    /// certificate's `subject "…" issuer "…"`.
+    pub endorser: String,
+    /// The signature as text: kiln's Ed25519 JSON line, or PEM CMS.
+    pub signature: String,
+    /// The marketplace user who submitted it.
+    pub submitted_by: String,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub status: EndorsementStatus,
+    /// The endorser's reason for deprecating or revoking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The endorser's signed statement that changed the status, kept as evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_signature: Option<String>,
+}
+
 /// A resumable upload in progress. Its chunks are blobs under
 /// `uploads/<id>/`; `offset` is the number of bytes received so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

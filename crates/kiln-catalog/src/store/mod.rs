@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::Result;
-use crate::model::{Catalogue, Entry, Role, Status, TokenKind, UploadSession, User};
+use crate::model::{
+    Catalogue, Endorsement, EndorsementStatus, Entry, Role, Status, TokenKind, UploadSession, User,
+};
 use crate::query::{Page, Query, Scope};
 
 pub use sql::SqlStore;
@@ -37,6 +39,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the hash of a token (never the token).
     async fn insert_token(&self, hash: &str, user: &str, kind: TokenKind) -> Result<()>;
     async fn user_by_token(&self, hash: &str, kind: TokenKind) -> Result<Option<User>>;
+    /// Revokes a token (web logout); returns whether it existed.
+    async fn delete_token(&self, hash: &str) -> Result<bool>;
 
     /// Creates or replaces a catalogue's name, visibility and description.
     async fn put_catalogue(&self, catalogue: &Catalogue) -> Result<()>;
@@ -61,4 +65,15 @@ pub trait Store: Send + Sync + 'static {
     async fn stale_sessions(&self, before: DateTime<Utc>) -> Result<Vec<UploadSession>>;
     /// Marks an entry as alive (an upload into it is progressing).
     async fn touch_entry(&self, id: Uuid, now: DateTime<Utc>) -> Result<()>;
+
+    async fn insert_endorsement(&self, endorsement: &Endorsement) -> Result<()>;
+    async fn endorsement(&self, id: Uuid) -> Result<Option<Endorsement>>;
+    /// An entry's endorsements, oldest first.
+    async fn endorsements(&self, entry: Uuid) -> Result<Vec<Endorsement>>;
+    /// Replaces a stored endorsement if its status is still `expected`.
+    async fn update_endorsement(
+        &self,
+        endorsement: &Endorsement,
+        expected: EndorsementStatus,
+    ) -> Result<bool>;
 }

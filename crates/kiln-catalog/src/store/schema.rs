@@ -67,4 +67,15 @@ pub const MIGRATIONS: &[&str] = &[
     "DROP INDEX entries_series;
     CREATE INDEX entries_series_catalogue ON entries (series, catalogue, created);
     CREATE INDEX entries_title ON entries (lower(title));",
+    // 3: endorsements (kiln-trust verifies them; the document holds the signature).
+    "CREATE TABLE endorsements (
+        id TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        endorser TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        updated BIGINT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX endorsements_entry ON endorsements (entry_id, created);",
 ];

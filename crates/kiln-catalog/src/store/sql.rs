@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::Store;
 use super::schema::MIGRATIONS;
-use crate::model::{Catalogue, Entry, Role, Status, TokenKind, UploadSession, User};
+use crate::model::{
+    Catalogue, Endorsement, EndorsementStatus, Entry, Role, Status, TokenKind, UploadSession, User,
+};
 use crate::query::{Page, Query, Scope, Sort, StatusFilter};
 use crate::{Error, Result};
 
@@ -86,6 +88,15 @@ fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
 fn entry_from(row: &AnyRow) -> Result<Entry> {
     let doc: String = row.try_get("doc")?;
     serde_json::from_str(&doc).map_err(|e| Error::Corrupt(format!("entry document: {e}")))
+}
+
+fn endorsement_from(row: &AnyRow) -> Result<Endorsement> {
+    let doc: String = row.try_get("doc")?;
+    serde_json::from_str(&doc).map_err(|e| Error::Corrupt(format!("endorsement document: {e}")))
+}
+
+fn endorsement_doc(e: &Endorsement) -> Result<String> {
+    serde_json::to_string(e).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 fn user_from(row: &AnyRow) -> Result<User> {
@@ -508,6 +519,14 @@ impl Store for SqlStore {
         row.as_ref().map(user_from).transpose()
     }
 
+    async fn delete_token(&self, hash: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn put_catalogue(&self, c: &Catalogue) -> Result<()> {
         sqlx::query(
             "INSERT INTO catalogues (name, public, description) VALUES ($1, $2, $3) \
@@ -666,5 +685,57 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn insert_endorsement(&self, e: &Endorsement) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO endorsements (id, entry_id, endorser, status, created, updated, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.id.to_string())
+        .bind(e.entry_id.to_string())
+        .bind(e.endorser.clone())
+        .bind(e.status.as_str())
+        .bind(millis(e.created))
+        .bind(millis(e.updated))
+        .bind(endorsement_doc(e)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn endorsement(&self, id: Uuid) -> Result<Option<Endorsement>> {
+        let row = sqlx::query("SELECT doc FROM endorsements WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(endorsement_from).transpose()
+    }
+
+    async fn endorsements(&self, entry: Uuid) -> Result<Vec<Endorsement>> {
+        let rows =
+            sqlx::query("SELECT doc FROM endorsements WHERE entry_id = $1 ORDER BY created, id")
+                .bind(entry.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(endorsement_from).collect()
+    }
+
+    async fn update_endorsement(
+        &self,
+        e: &Endorsement,
+        expected: EndorsementStatus,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE endorsements SET status = $1, updated = $2, doc = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(e.status.as_str())
+        .bind(millis(e.updated))
+        .bind(endorsement_doc(e)?)
+        .bind(e.id.to_string())
+        .bind(expected.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 }
