@@ -5,6 +5,7 @@
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -16,6 +17,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "kiln_session";
+/// The header a web page sends its CSRF token in when it calls the API.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The authenticated user, or none for an anonymous request.
 #[derive(Debug, Clone, Default)]
@@ -117,17 +120,40 @@ fn credential(req: &Request) -> Result<Option<Credential>, ApiError> {
             .ok_or_else(|| ApiError::bad_request("Authorization must be `Bearer <token>`"))?;
         return Ok(Some(Credential::Bearer(token.trim().to_string())));
     }
-    for value in req.headers().get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            if let Some((name, v)) = pair.trim().split_once('=')
-                && name == SESSION_COOKIE
-            {
-                return Ok(Some(Credential::Cookie(v.to_string())));
-            }
-        }
-    }
-    Ok(None)
+    Ok(cookie(req.headers(), SESSION_COOKIE).map(Credential::Cookie))
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The CSRF token that goes with a browser secret (the session token, or the
+/// anonymous `kiln_csrf` cookie before login). A page from this site can
+/// carry it; another site cannot compute it, since the secret is HttpOnly.
+pub fn csrf_token(secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"kiln-csrf\0");
+    h.update(secret.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Whether `given` is the CSRF token of `secret` (compared in constant time).
+pub fn csrf_ok(secret: &str, given: &str) -> bool {
+    let want = csrf_token(secret);
+    want.len() == given.len()
+        && want
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Middleware: resolves the credential into a [`Caller`] request extension.
@@ -140,8 +166,25 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 Credential::Bearer(t) => (t, TokenKind::Api),
                 Credential::Cookie(t) => (t, TokenKind::Session),
             };
+            let api = req.uri().path().starts_with("/api/");
+            // A browser's cookie rides along on requests other sites make:
+            // the API takes a cookie-authenticated change only with the
+            // page's CSRF token (the web UI checks its own forms).
+            if kind == TokenKind::Session && api && !req.method().is_safe() {
+                let given = req
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !csrf_ok(&token, given) {
+                    return ApiError::forbidden("missing or wrong CSRF token").into_response();
+                }
+            }
             match state.store.user_by_token(&hash_token(&token), kind).await {
                 Ok(Some(user)) => Caller(Some(user)),
+                // A stale session cookie makes a web page anonymous (the
+                // page offers to log in again); the API refuses it.
+                Ok(None) if kind == TokenKind::Session && !api => Caller(None),
                 Ok(None) => {
                     return ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid token")
                         .into_response();

@@ -132,6 +132,14 @@ pub async fn login(
     State(state): State<AppState>,
     Json(login): Json<Login>,
 ) -> ApiResult<(StatusCode, Json<IssuedToken>)> {
+    let user = check_password(&state, login).await?;
+    let token = issue_token(&state, &user.name, TokenKind::Api).await?;
+    Ok((StatusCode::CREATED, Json(IssuedToken { user, token })))
+}
+
+/// The user if the password is theirs, else 401 (shared by the API and the
+/// web UI's login form). Argon2 runs off the async threads.
+pub async fn check_password(state: &AppState, login: Login) -> ApiResult<User> {
     let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password");
     let user = state.store.user(&login.name).await?.ok_or_else(refused)?;
     let hash = user.password_hash.clone().ok_or_else(refused)?;
@@ -143,8 +151,7 @@ pub async fn login(
         tracing::warn!(user = %login.name, "failed login");
         return Err(refused());
     }
-    let token = issue_token(&state, &user.name, TokenKind::Api).await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { user, token })))
+    Ok(user)
 }
 
 /// Catalogues the caller may read.
