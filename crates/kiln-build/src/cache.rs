@@ -3,7 +3,7 @@
 //! ```text
 //! CACHE/lock                 held (flock) for the whole of a build
 //! CACHE/stages/KEY/          one tree stage: layer.tar, removed, meta.json, extra files
-//! CACHE/disks/KEY/           an assembled disk: disk.raw, meta.json
+//! CACHE/trees/KEY/           the root after the stage KEY, unpacked: root/, meta.json
 //! CACHE/tmp/                 entries being written
 //! CACHE/work/                the build's scratch space: root tree, outputs
 //! ```
@@ -79,7 +79,7 @@ impl Cache {
                 fs::remove_dir_all(&path).map_err(ctx(path.display()))?;
             }
         }
-        for sub in ["stages", "disks", "tmp", "work"] {
+        for sub in ["stages", "trees", "tmp", "work"] {
             fs::create_dir_all(dir.join(sub)).map_err(ctx(dir.join(sub).display()))?;
         }
         Ok(Cache {
@@ -101,11 +101,6 @@ impl Cache {
 
     pub fn stage_entry(&self, key: &str) -> Option<PathBuf> {
         let path = self.dir.join("stages").join(key);
-        path.join("meta.json").exists().then_some(path)
-    }
-
-    pub fn disk_entry(&self, key: &str) -> Option<PathBuf> {
-        let path = self.dir.join("disks").join(key);
         path.join("meta.json").exists().then_some(path)
     }
 
@@ -150,9 +145,44 @@ impl Cache {
         Ok(dest)
     }
 
-    /// Keeps the `keep` most recent disks (they are large); stage layers stay.
-    pub fn prune_disks(&self, keep: usize) -> Result<(), Error> {
-        let dir = self.dir.join("disks");
+    /// The kept root tree after the stage `key`, marked as just used.
+    pub fn tree_entry(&self, key: &str) -> Option<PathBuf> {
+        let path = self.dir.join("trees").join(key);
+        if !path.join("meta.json").exists() {
+            return None;
+        }
+        // Pruning keeps the most recently used trees.
+        let used = File::open(&path).and_then(|d| d.set_modified(std::time::SystemTime::now()));
+        if let Err(e) = used {
+            tracing::warn!("marking {} as used: {e}", path.display());
+        }
+        Some(path)
+    }
+
+    /// Moves the tree at `root` into the cache as the tree after the stage
+    /// `key` and returns where it now is (`ENTRY/root`). `root` must be on the
+    /// cache's filesystem (it is under work/).
+    pub fn keep_tree(&self, key: &str, root: &Path) -> Result<PathBuf, Error> {
+        let tmp = self.begin(key)?;
+        fs::rename(root, tmp.join("root")).map_err(ctx(root.display()))?;
+        // The tree's files were written by the stages, not synced: sync the
+        // whole filesystem once before the entry can be seen as complete.
+        let dir = File::open(&tmp).map_err(ctx(tmp.display()))?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(Error::new(format!(
+                "syncing the cache: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let entry = self.commit("trees", key, &tmp, &serde_json::json!({ "key": key }))?;
+        Ok(entry.join("root"))
+    }
+
+    /// Keeps the `keep` most recently used entries of `kind` (kept trees are
+    /// large); stage layers stay.
+    pub fn prune(&self, kind: &str, keep: usize) -> Result<(), Error> {
+        let dir = self.dir.join(kind);
         let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&dir)
             .map_err(ctx(dir.display()))?
             .filter_map(|e| e.ok())

@@ -6,9 +6,11 @@
 //! manifest. Each stage from bootstrap to bootloader changes the image root;
 //! its change is kept in the [`cache`] as a layer under a key that hashes
 //! everything the stage depends on (its inputs and the key of the stage
-//! before), and the assembled disk is kept under a key of its own. A rebuild
-//! replays only the stages whose key is not cached. Every step is reported as
-//! an [`Event`], which the CLI shows as progress or prints as JSON.
+//! before); the root after the packages stage is also kept unpacked, and the
+//! later stages run on an overlay over it. A rebuild replays only the stages
+//! whose key is not cached. The disk is assembled in memory when it fits: it
+//! is read once, by the outputs stage. Every step is reported as an
+//! [`Event`], which the CLI shows as progress or prints as JSON.
 
 pub mod cache;
 mod error;
@@ -17,6 +19,7 @@ pub mod hash;
 pub mod manifest;
 pub mod output;
 pub mod ova;
+mod overlay;
 mod pipeline;
 pub mod plan;
 pub mod publish;

@@ -19,6 +19,7 @@ use crate::cache::{self, Cache};
 use crate::manifest::{self, Manifest, PackageInfo};
 use crate::output::{self, format_name};
 use crate::ova::OvaSpec;
+use crate::overlay::Overlay;
 use crate::plan::{self, Plan, PlannedSource};
 use crate::{BuildError, Error, Event, Stage, hash, publish};
 
@@ -61,13 +62,7 @@ impl Runner<'_> {
         stage: Stage,
         f: impl FnOnce(&mut Self) -> Result<(T, Option<String>), Error>,
     ) -> Result<T, BuildError> {
-        (self.events)(&Event::StageStarted {
-            stage,
-            number: stage.number(),
-            total: Stage::ALL.len(),
-            title: stage.title(),
-        });
-        let start = Instant::now();
+        let start = self.started(stage);
         match f(self) {
             Ok((value, detail)) => {
                 self.finished(stage, start, false, detail);
@@ -82,6 +77,17 @@ impl Runner<'_> {
                 Err(BuildError { stage, error })
             }
         }
+    }
+
+    /// Announces `stage` and returns when it started.
+    fn started(&mut self, stage: Stage) -> Instant {
+        (self.events)(&Event::StageStarted {
+            stage,
+            number: stage.number(),
+            total: Stage::ALL.len(),
+            title: stage.title(),
+        });
+        Instant::now()
     }
 
     fn finished(&mut self, stage: Stage, start: Instant, cached: bool, detail: Option<String>) {
@@ -203,60 +209,17 @@ pub fn build(
         parent = hash::key(&parent, stage.name(), &inputs);
         keys.push(parent.clone());
     }
-    let disk_key = hash::key(
-        &parent,
-        "disk",
-        &json!({
-            "logic": STAGE_LOGIC,
-            "layout": format!("{:?}", plan.layout),
-            "epoch": from_env.then_some(build_epoch),
-        }),
-    );
-
-    let disk_entry = if opts.no_cache {
-        None
-    } else {
-        cache.disk_entry(&disk_key)
-    };
-    let disk_entry = match disk_entry {
-        Some(entry) => {
-            for stage in Stage::TREE
-                .iter()
-                .copied()
-                .chain([Stage::Filesystem, Stage::PartitionTable])
-            {
-                (r.events)(&Event::StageStarted {
-                    stage,
-                    number: stage.number(),
-                    total: Stage::ALL.len(),
-                    title: stage.title(),
-                });
-                r.finished(
-                    stage,
-                    Instant::now(),
-                    true,
-                    Some("the assembled disk is cached".into()),
-                );
-            }
-            entry
-        }
-        None => build_disk(
-            &mut r,
-            &plan,
-            &cache,
-            &work.0,
-            &keys,
-            &disk_key,
-            &agent,
-            &backend,
-            build_epoch,
-        )?,
-    };
-    let disk_meta = cache::read_meta(&disk_entry).map_err(|error| BuildError {
-        stage: Stage::Outputs,
-        error,
-    })?;
-    let disk = disk_entry.join("disk.raw");
+    let disk = build_disk(
+        &mut r,
+        &plan,
+        &cache,
+        &work.0,
+        &keys,
+        &agent,
+        &backend,
+        build_epoch,
+        !opts.no_cache,
+    )?;
 
     let outputs = r.run(Stage::Outputs, |r| {
         let staging = work.0.join("outputs");
@@ -276,7 +239,7 @@ pub fn build(
         };
         let mut infos = Vec::new();
         for out in &plan.outputs {
-            let file = output::write(&disk, &staging, &plan.stem(), out, &ova)?;
+            let file = output::write(&disk.path, &staging, &plan.stem(), out, &ova)?;
             let size = std::fs::metadata(&file.path)?.len();
             let (sha256, sha512) = hash::file_digests(&file.path)?;
             let name = file
@@ -312,7 +275,7 @@ pub fn build(
         .output_dir
         .join(format!("{}.manifest.json", plan.stem()));
     let manifest = r.run(Stage::Manifest, |r| {
-        let packages: Vec<PackageInfo> = serde_json::from_value(disk_meta["packages"].clone())?;
+        let packages: Vec<PackageInfo> = serde_json::from_value(disk.packages.clone())?;
         let mut stages = r.stages.clone();
         stages.push(manifest::StageInfo {
             name: Stage::Manifest.name(),
@@ -339,7 +302,7 @@ pub fn build(
                 arch: plan.template.os.arch.name().into(),
                 mirror: plan.bootstrap.mirror.clone(),
             },
-            kernel: disk_meta["kernel"].as_str().map(str::to_string),
+            kernel: Some(disk.kernel.clone()),
             disk: manifest::DiskInfo {
                 size: plan.layout.disk_size,
                 boot: match plan.layout.boot {
@@ -371,13 +334,14 @@ pub fn build(
         publish::write(&manifest_path, text.as_bytes())?;
         Ok((manifest, Some(manifest_path.display().to_string())))
     })?;
-    if let Err(e) = cache.prune_disks(4) {
-        tracing::warn!("pruning cached disks: {e}");
+    if let Err(e) = cache.prune("trees", 2) {
+        tracing::warn!("pruning kept trees: {e}");
     }
     (r.events)(&Event::BuildFinished {
         manifest: manifest_path.display().to_string(),
         seconds: started.elapsed().as_secs_f64(),
     });
+    drop(disk);
     drop(work);
     Ok(BuildReport {
         manifest_path,
@@ -496,7 +460,43 @@ fn stage_inputs(plan: &Plan, stage: Stage, bootstrap: &str, agent: &AgentInput) 
     }
 }
 
-/// Runs or replays the tree stages, then assembles the disk and stores it.
+/// The assembled disk, and what the manifest tells of its root.
+struct AssembledDisk {
+    /// Keeps a memory-backed disk alive; `path` names it.
+    _memory: Option<std::fs::File>,
+    path: PathBuf,
+    packages: Value,
+    kernel: String,
+}
+
+/// Where the disk is assembled. It is an intermediate, read once by the
+/// outputs stage: in a memory file (memfd) nothing of it goes to the disk
+/// and mke2fs's fsync costs nothing. A disk larger than half the available
+/// memory (its size is an upper bound: it is sparse) goes to the work dir.
+fn assembly_file(work: &Path, disk_size: u64) -> (Option<std::fs::File>, PathBuf) {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    if disk_size <= available / 2 {
+        // SAFETY: memfd_create with a NUL-terminated name; the descriptor is ours.
+        let fd = unsafe { libc::memfd_create(c"kiln-disk".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd >= 0 {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a fresh descriptor owned by nothing else.
+            let file = unsafe { std::fs::File::from_raw_fd(fd) };
+            // Tools kiln runs (mke2fs) open it by this name.
+            let path = PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id()));
+            return (Some(file), path);
+        }
+    }
+    (None, work.join("disk.raw"))
+}
+
+/// Runs or replays the tree stages, then assembles the disk.
 #[allow(clippy::too_many_arguments)]
 fn build_disk(
     r: &mut Runner<'_>,
@@ -504,80 +504,121 @@ fn build_disk(
     cache: &Cache,
     work: &Path,
     keys: &[String],
-    disk_key: &str,
     agent: &AgentInput,
     backend: &dyn Bootstrap,
     build_epoch: u64,
-) -> Result<PathBuf, BuildError> {
+    replay: bool,
+) -> Result<AssembledDisk, BuildError> {
     let root = work.join("root");
     let sandbox = Sandbox::new(&root);
     let mut data: BTreeMap<Stage, Value> = BTreeMap::new();
     let mut extras: BTreeMap<Stage, PathBuf> = BTreeMap::new();
 
-    // The longest run of cached layers from the start is replayed.
-    let mut replaying = true;
-    for (i, &stage) in Stage::TREE.iter().enumerate() {
+    // The tree after the packages stage is kept unpacked in the cache, and
+    // the stages after it run on an overlay over it (overlay.rs): a rebuild
+    // after a change to files or commands copies nothing of the root.
+    let kept_at = Stage::TREE
+        .iter()
+        .position(|&s| s == Stage::Packages)
+        .expect("packages is a tree stage");
+    let mut overlay = None;
+    let mut first = 0;
+    if let Some(tree) = replay.then(|| cache.tree_entry(&keys[kept_at])).flatten() {
+        let entries: Option<Vec<PathBuf>> = keys[..=kept_at]
+            .iter()
+            .map(|k| cache.stage_entry(k))
+            .collect();
+        if let Some(entries) = entries {
+            for (&stage, entry) in Stage::TREE.iter().zip(entries) {
+                let start = r.started(stage);
+                let meta = cache::read_meta(&entry).map_err(|error| BuildError { stage, error })?;
+                let detail = meta["detail"].as_str().map(|d| format!("{d} (kept tree)"));
+                data.insert(stage, meta["data"].clone());
+                extras.insert(stage, entry);
+                r.finished(stage, start, true, detail);
+            }
+            overlay = Some(
+                mount_root(work, &tree.join("root"), &root).map_err(|error| BuildError {
+                    stage: Stage::Packages,
+                    error,
+                })?,
+            );
+            first = kept_at + 1;
+        }
+    }
+
+    // Then the longest run of cached layers is replayed, and the rest run.
+    let mut replaying = replay;
+    // The tree as the last stage left it, when that stage ran here: the next
+    // stage's starting point without walking the tree again.
+    let mut last_snapshot: Option<cache::Snapshot> = None;
+    for (i, &stage) in Stage::TREE.iter().enumerate().skip(first) {
         let key = &keys[i];
         let cached = if replaying {
             cache.stage_entry(key)
         } else {
             None
         };
-        if let Some(entry) = cached {
-            (r.events)(&Event::StageStarted {
-                stage,
-                number: stage.number(),
-                total: Stage::ALL.len(),
-                title: stage.title(),
-            });
-            let start = Instant::now();
-            let applied = std::fs::create_dir_all(&root)
-                .map_err(Error::from)
-                .and_then(|_| cache::apply_layer(&root, &entry))
-                .and_then(|_| cache::read_meta(&entry));
-            match applied {
-                Ok(meta) => {
-                    let detail = meta["detail"].as_str().map(|d| format!("{d} (cached)"));
-                    data.insert(stage, meta["data"].clone());
-                    extras.insert(stage, entry);
-                    r.finished(stage, start, true, detail);
-                    continue;
-                }
-                Err(error) => {
-                    (r.events)(&Event::StageFailed {
-                        stage,
-                        seconds: start.elapsed().as_secs_f64(),
-                        error: error.to_string(),
-                    });
-                    return Err(BuildError { stage, error });
+        let entry = match cached {
+            Some(entry) => {
+                let start = r.started(stage);
+                let applied = std::fs::create_dir_all(&root)
+                    .map_err(Error::from)
+                    .and_then(|_| cache::apply_layer(&root, &entry))
+                    .and_then(|_| cache::read_meta(&entry));
+                match applied {
+                    Ok(meta) => {
+                        let detail = meta["detail"].as_str().map(|d| format!("{d} (cached)"));
+                        data.insert(stage, meta["data"].clone());
+                        r.finished(stage, start, true, detail);
+                        entry
+                    }
+                    Err(error) => {
+                        (r.events)(&Event::StageFailed {
+                            stage,
+                            seconds: start.elapsed().as_secs_f64(),
+                            error: error.to_string(),
+                        });
+                        return Err(BuildError { stage, error });
+                    }
                 }
             }
-        }
-        replaying = false;
-        let entry = r.run(stage, |r| {
-            let before = if stage == Stage::Bootstrap {
-                cache::Snapshot::new()
-            } else {
-                cache::snapshot(&root)?
-            };
-            let tmp = cache.begin(key)?;
-            let (value, detail) =
-                run_tree_stage(r, stage, plan, &sandbox, &data, agent, backend, &tmp)?;
-            let after = cache::snapshot(&root)?;
-            let (changed, removed) = cache::diff(&before, &after);
-            cache::write_layer(&root, &tmp, &changed, &removed)?;
-            let meta = json!({
-                "stage": stage.name(),
-                "data": value,
-                "detail": detail,
-                "changed": changed.len(),
-                "removed": removed.len(),
-            });
-            let entry = cache.commit("stages", key, &tmp, &meta)?;
-            data.insert(stage, value);
-            Ok((entry, detail))
-        })?;
+            None => {
+                replaying = false;
+                r.run(stage, |r| {
+                    let before = match last_snapshot.take() {
+                        Some(snapshot) => snapshot,
+                        None if stage == Stage::Bootstrap => cache::Snapshot::new(),
+                        None => cache::snapshot(&root)?,
+                    };
+                    let tmp = cache.begin(key)?;
+                    let (value, detail) =
+                        run_tree_stage(r, stage, plan, &sandbox, &data, agent, backend, &tmp)?;
+                    let after = cache::snapshot(&root)?;
+                    let (changed, removed) = cache::diff(&before, &after);
+                    cache::write_layer(&root, &tmp, &changed, &removed)?;
+                    let meta = json!({
+                        "stage": stage.name(),
+                        "data": value,
+                        "detail": detail,
+                        "changed": changed.len(),
+                        "removed": removed.len(),
+                    });
+                    let entry = cache.commit("stages", key, &tmp, &meta)?;
+                    data.insert(stage, value);
+                    last_snapshot = Some(after);
+                    Ok((entry, detail))
+                })?
+            }
+        };
         extras.insert(stage, entry);
+        if i == kept_at && overlay.is_none() {
+            last_snapshot = None;
+            let kept = cache
+                .keep_tree(key, &root)
+                .and_then(|tree| mount_root(work, &tree, &root));
+            overlay = Some(kept.map_err(|error| BuildError { stage, error })?);
+        }
     }
 
     let kernel: Kernel = serde_json::from_value::<KernelData>(data[&Stage::Kernel].clone())
@@ -591,7 +632,7 @@ fn build_disk(
             error: Error::new(format!("cached kernel data: {e}")),
         })?;
     let boot_entry = extras[&Stage::Bootloader].clone();
-    let image = work.join("disk.raw");
+    let (memory, image) = assembly_file(work, plan.layout.disk_size);
     r.run(Stage::Filesystem, |_| {
         let efi = if plan.layout.boot.uefi() {
             Some(std::fs::read(boot_entry.join("BOOTX64.EFI"))?)
@@ -628,21 +669,30 @@ fn build_disk(
             grub::install_bios(&file, &plan.layout, &core)?;
         }
         drop(file);
-        let tmp = cache.begin(disk_key)?;
-        std::fs::rename(&image, tmp.join("disk.raw"))?;
-        let meta = json!({
-            "packages": data[&Stage::Cleanup]["packages"],
-            "kernel": kernel.version,
-        });
-        let entry = cache.commit("disks", disk_key, &tmp, &meta)?;
         Ok((
-            entry,
+            (),
             Some(format!(
                 "GPT with {} partitions",
                 plan.layout.partitions.len()
             )),
         ))
+    })?;
+    Ok(AssembledDisk {
+        _memory: memory,
+        path: image,
+        packages: data[&Stage::Cleanup]["packages"].clone(),
+        kernel: kernel.version,
     })
+}
+
+/// Mounts an overlay of `lower` at `root` (empty, made here), with its upper
+/// and scratch directories in the build's work directory.
+fn mount_root(work: &Path, lower: &Path, root: &Path) -> Result<Overlay, Error> {
+    let (upper, scratch) = (work.join("upper"), work.join("overlay-work"));
+    for dir in [root, &upper, &scratch] {
+        std::fs::create_dir_all(dir)?;
+    }
+    Overlay::mount(lower, &upper, &scratch, root)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
