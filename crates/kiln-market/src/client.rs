@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::StreamExt;
 use kiln_catalog::digest::{Digests, Hasher};
-use kiln_catalog::model::{Entry, NewEntry, User};
+use kiln_catalog::model::{Endorsement, EndorsementStatus, Entry, Location, NewEntry, User};
 use kiln_catalog::query::{Page, Query};
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::api::accounts::{IssuedToken, Login, NewUser};
+use crate::api::endorsements::{EndorsementChange, NewEndorsement};
 use crate::api::entries::Deprecation;
 use crate::api::uploads::{Import, SessionInfo};
 use crate::ingest::Declared;
@@ -33,6 +34,9 @@ pub enum ClientError {
     Verify(String),
     #[error("{0}")]
     Invalid(String),
+    /// The site's policy refused the entry; nothing was downloaded.
+    #[error("refused by the site policy: {0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -304,7 +308,21 @@ impl Client {
     /// Downloads an entry's image to `dest`: resumes from `dest.part`,
     /// verifies size and sha256, and renames into place only when both match.
     pub async fn pull(&self, id: Uuid, dest: &Path, progress: &dyn Progress) -> Result<Entry> {
+        self.pull_checked(id, dest, progress, |_| Ok(())).await
+    }
+
+    /// `pull` that first lets `admit` judge the entry's metadata (a site
+    /// policy: endorsements, expiry, deny lists) and refuses before any byte
+    /// is written; then tries the entry's locations in order.
+    pub async fn pull_checked(
+        &self,
+        id: Uuid,
+        dest: &Path,
+        progress: &dyn Progress,
+        admit: impl FnOnce(&Entry) -> std::result::Result<(), String>,
+    ) -> Result<Entry> {
         let entry = self.entry(id).await?;
+        admit(&entry).map_err(ClientError::Refused)?;
         let size = entry
             .bytes
             .ok_or_else(|| ClientError::Invalid(format!("entry {id} has no size")))?;
@@ -313,6 +331,116 @@ impl Client {
             .sha256
             .clone()
             .ok_or_else(|| ClientError::Invalid(format!("entry {id} has no sha256")))?;
+        let expected = Expected {
+            size,
+            sha256: Some(sha256),
+            sha512: entry.checksums.sha512.clone(),
+        };
+        let server_copy = self.url(&format!("api/v1/entries/{id}/file"));
+        let mut sources: Vec<url::Url> = Vec::new();
+        for l in &entry.locations {
+            let url = match l {
+                Location::Blob { .. } => server_copy.clone(),
+                Location::External { url } => url::Url::parse(url)
+                    .map_err(|e| ClientError::Invalid(format!("location {url:?}: {e}")))?,
+            };
+            if !sources.contains(&url) {
+                sources.push(url);
+            }
+        }
+        if sources.is_empty() {
+            sources.push(server_copy);
+        }
+        let mut failures = Vec::new();
+        for url in &sources {
+            match self.download(url, dest, &expected, progress).await {
+                Ok(()) => return Ok(entry),
+                Err(e) if sources.len() > 1 => {
+                    tracing::warn!(%url, error = %e, "location failed; trying the next");
+                    let _ = std::fs::remove_file(part_path(dest));
+                    failures.push(format!("{url}: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Verify(format!(
+            "every location failed: {}",
+            failures.join("; ")
+        )))
+    }
+
+    pub async fn endorse(&self, id: Uuid, signature: &str) -> Result<Endorsement> {
+        let body = NewEndorsement {
+            signature: signature.to_string(),
+        };
+        Self::json(
+            self.request(Method::POST, &format!("api/v1/entries/{id}/endorsements"))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn change_endorsement(
+        &self,
+        id: Uuid,
+        endorsement: Uuid,
+        status: EndorsementStatus,
+        reason: &str,
+        signature: &str,
+    ) -> Result<Endorsement> {
+        let body = EndorsementChange {
+            status,
+            reason: reason.to_string(),
+            signature: signature.to_string(),
+        };
+        Self::json(
+            self.request(
+                Method::POST,
+                &format!("api/v1/entries/{id}/endorsements/{endorsement}/status"),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    /// An absolute URL under the server's base.
+    pub fn url(&self, path: &str) -> url::Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("relative API path")
+    }
+
+    /// A GET of any URL; the token goes only to the server it is for.
+    fn get_url(&self, url: &url::Url) -> RequestBuilder {
+        let r = self.http.get(url.clone());
+        match &self.token {
+            Some(t) if url.origin() == self.base.origin() => r.bearer_auth(t),
+            _ => r,
+        }
+    }
+
+    /// The bytes at `url` (a signed list, a signature).
+    pub async fn get_bytes(&self, url: &url::Url) -> Result<Vec<u8>> {
+        let response = Self::check(self.get_url(url).send().await?).await?;
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    /// Downloads `url` to `dest`: resumes from `dest.part`, verifies the size
+    /// and every digest `expected` has (at least one), and renames into place
+    /// only when all match. A mismatch leaves nothing behind.
+    pub async fn download(
+        &self,
+        url: &url::Url,
+        dest: &Path,
+        expected: &Expected,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let size = expected.size;
+        if expected.sha256.is_none() && expected.sha512.is_none() {
+            return Err(ClientError::Invalid(format!(
+                "{url}: no checksum to verify the download against"
+            )));
+        }
         let part = part_path(dest);
         let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         if have > size {
@@ -329,11 +457,13 @@ impl Client {
             .await
             .map_err(std::io::Error::other)??;
         }
-        let mut req = self.request(Method::GET, &format!("api/v1/entries/{id}/file"));
+        let mut req = self.get_url(url);
         if have > 0 {
-            req = req
-                .header(RANGE, format!("bytes={have}-"))
-                .header(IF_RANGE, format!("\"sha256:{sha256}\""));
+            req = req.header(RANGE, format!("bytes={have}-"));
+            // Without a strong validator a resumed range could come from other bytes.
+            if let Some(sha256) = &expected.sha256 {
+                req = req.header(IF_RANGE, format!("\"sha256:{sha256}\""));
+            }
         }
         let response = if have == size {
             None
@@ -346,8 +476,10 @@ impl Client {
                 .get(ETAG)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            if let Some(etag) = etag.filter(|e| e.starts_with("\"sha256:"))
-                && etag != format!("\"sha256:{sha256}\"")
+            if let (Some(etag), Some(sha256)) = (
+                etag.filter(|e| e.starts_with("\"sha256:")),
+                &expected.sha256,
+            ) && etag != format!("\"sha256:{sha256}\"")
             {
                 return Err(ClientError::Verify(format!(
                     "the server sent {etag}, the entry says sha256:{sha256}"
@@ -366,8 +498,17 @@ impl Client {
             }
             progress.start(size, have);
             let mut stream = response.bytes_stream();
+            let mut got = have;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
+                got += chunk.len() as u64;
+                if got > size {
+                    drop(file);
+                    let _ = std::fs::remove_file(&part);
+                    return Err(ClientError::Verify(format!(
+                        "received more than the {size} bytes expected"
+                    )));
+                }
                 file.write_all(&chunk).await?;
                 progress.advance(chunk.len() as u64);
                 hasher.update(chunk);
@@ -380,19 +521,17 @@ impl Client {
             .map_err(std::io::Error::other)?;
         let got = std::fs::metadata(&part)?.len();
         let verdict = if got != size {
-            Some(format!("received {got} bytes, the entry says {size}"))
-        } else if digests.sha256 != sha256 {
+            Some(format!("received {got} bytes, expected {size}"))
+        } else if let Some(sha256) = expected.sha256.as_ref().filter(|s| **s != digests.sha256) {
             Some(format!(
-                "received sha256 {}, the entry says {sha256}",
+                "received sha256 {}, expected {sha256}",
                 digests.sha256
             ))
-        } else if entry
-            .checksums
-            .sha512
-            .as_ref()
-            .is_some_and(|s| *s != digests.sha512)
-        {
-            Some("sha512 differs from the entry's".to_string())
+        } else if let Some(sha512) = expected.sha512.as_ref().filter(|s| **s != digests.sha512) {
+            Some(format!(
+                "received sha512 {}, expected {sha512}",
+                digests.sha512
+            ))
         } else {
             None
         };
@@ -404,7 +543,44 @@ impl Client {
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        Ok(entry)
+        Ok(())
+    }
+}
+
+/// What a download must be: its size and at least one digest (lowercase hex).
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub sha512: Option<String>,
+}
+
+/// `kiln subscribe`'s network: this client, with a progress display.
+pub struct SubscribeFetch<'a> {
+    pub client: &'a Client,
+    pub progress: &'a dyn Progress,
+}
+
+impl kiln_trust::subscribe::Fetch for SubscribeFetch<'_> {
+    async fn get(&self, url: &url::Url) -> std::result::Result<Vec<u8>, String> {
+        self.client.get_bytes(url).await.map_err(|e| e.to_string())
+    }
+
+    async fn download(
+        &self,
+        url: &url::Url,
+        dest: &Path,
+        image: &kiln_trust::subscribe::ListedImage,
+    ) -> std::result::Result<(), String> {
+        let expected = Expected {
+            size: image.size,
+            sha256: image.sha256.clone(),
+            sha512: image.sha512.clone(),
+        };
+        self.client
+            .download(url, dest, &expected, self.progress)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

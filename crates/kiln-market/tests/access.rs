@@ -267,6 +267,12 @@ const CASES: &[Case] = &[
     ("DELETE", "/api/v1/entries/{id}", Fresh::ActiveEntry, None, [401, 403, 204, 403, 204]),
     ("POST", "/api/v1/entries/{id}/deactivate", Fresh::ActiveEntry, None, [401, 403, 403, 403, 200]),
     ("POST", "/api/v1/entries/{id}/reactivate", Fresh::DeactivatedEntry, None, [401, 403, 403, 403, 200]),
+    // Endorsements: anyone who reads the entry lists them; signed-in readers submit
+    // (a bad signature is 422); a status change names an endorsement (none here: 404).
+    ("GET", "/api/v1/entries/{pub}/endorsements", Fresh::Nothing, None, [200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/entries/{priv}/endorsements", Fresh::Nothing, None, [404, 200, 200, 404, 200]),
+    ("POST", "/api/v1/entries/{id}/endorsements", Fresh::ActiveEntry, Some(r#"{"signature": "x"}"#), [401, 422, 422, 422, 422]),
+    ("POST", "/api/v1/entries/{id}/endorsements/{id}/status", Fresh::ActiveEntry, Some(r#"{"status": "revoked", "signature": "x"}"#), [401, 404, 404, 404, 404]),
     // Accounts.
     ("GET", "/api/v1/me", Fresh::Nothing, None, [401, 200, 200, 200, 200]),
     ("POST", "/api/v1/tokens", Fresh::Nothing, None, [401, 201, 201, 201, 201]),

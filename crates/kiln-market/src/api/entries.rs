@@ -154,6 +154,7 @@ pub async fn show(
 ) -> ApiResult<Json<Entry>> {
     let mut entry = readable_entry(&state, &caller, id).await?;
     entry.status = entry.effective_status(Utc::now());
+    super::endorsements::attach(&state, &mut entry).await?;
     Ok(Json(entry))
 }
 

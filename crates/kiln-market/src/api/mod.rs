@@ -3,7 +3,9 @@
 //! from the code that serves it.
 
 pub mod accounts;
+pub mod catalogs;
 pub mod download;
+pub mod endorsements;
 pub mod entries;
 pub mod uploads;
 
@@ -21,6 +23,7 @@ use crate::state::AppState;
     security(("bearer" = [])),
     tags(
         (name = "entries", description = "Catalogue entries and their lifecycle"),
+        (name = "endorsements", description = "Signed endorsements of entries"),
         (name = "uploads", description = "Uploads, resumable sessions and imports"),
         (name = "downloads", description = "Image data"),
         (name = "accounts", description = "Users and tokens"),
@@ -65,6 +68,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(uploads::finish_session))
         .routes(routes!(uploads::cancel_session))
         .routes(routes!(download::download))
+        .routes(routes!(endorsements::list, endorsements::create))
+        .routes(routes!(endorsements::change_status))
         .routes(routes!(accounts::create_user))
         .routes(routes!(accounts::list_users))
         .routes(routes!(accounts::set_role))
@@ -75,4 +80,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::put_catalogue))
         .routes(routes!(accounts::add_member))
         .routes(routes!(accounts::remove_member))
+        .routes(routes!(catalogs::signed_catalog))
+        .routes(routes!(catalogs::signed_catalog_signature))
+        .routes(routes!(catalogs::hepix_list))
+        .routes(routes!(catalogs::streams_index))
+        .routes(routes!(catalogs::streams_products))
 }
