@@ -35,6 +35,35 @@ pub struct Config {
     /// How often the sweeper runs (default: a tenth of the TTL, at most a minute).
     #[serde(default)]
     pub sweep_interval_secs: Option<u64>,
+    /// The marketplace's signing key: with it the server publishes signed
+    /// catalogs (and, with a certificate, HEPiX image lists).
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
+}
+
+/// `[signing]`: the key signed catalogs are signed with (docs/trust.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// An Ed25519 key (`kiln key gen`), or the PEM private key of `cert`.
+    pub key: PathBuf,
+    /// An X.509 certificate (PEM); needed for S/MIME signed HEPiX lists.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// How long a signed catalog is valid (default a week); it is re-signed
+    /// when its content changes or half of this has passed.
+    #[serde(default = "default_catalog_lifetime")]
+    pub lifetime_secs: u64,
+    /// The marketplace's URL as subscribers reach it, for the absolute image
+    /// URLs of HEPiX lists (default: http:// and the request's Host).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+pub const DEFAULT_CATALOG_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+fn default_catalog_lifetime() -> u64 {
+    DEFAULT_CATALOG_LIFETIME_SECS
 }
 
 fn default_listen() -> SocketAddr {
@@ -62,6 +91,7 @@ impl Config {
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
             sweep_interval_secs: None,
+            signing: None,
         })
     }
 

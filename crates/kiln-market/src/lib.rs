@@ -12,6 +12,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod sweeper;
 pub mod ui;

@@ -7,6 +7,7 @@ use kiln_catalog::{Blobs, SqlStore, Store};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::signing::CatalogSigner;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +18,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For imports by URL.
     pub http: reqwest::Client,
+    /// Signs catalogs when the configuration names a key.
+    pub catalogs: Option<Arc<CatalogSigner>>,
 }
 
 impl AppState {
@@ -29,6 +32,10 @@ impl AppState {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln-market/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let catalogs = match &config.signing {
+            Some(c) => Some(Arc::new(CatalogSigner::load(c)?)),
+            None => None,
+        };
         Ok(AppState {
             store: Arc::new(store),
             blobs,
@@ -36,6 +43,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             http,
+            catalogs,
         })
     }
 }

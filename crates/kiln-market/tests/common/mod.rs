@@ -27,6 +27,7 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server 
         max_upload_bytes: kiln_market::config::DEFAULT_MAX_UPLOAD,
         session_ttl_secs: 3600,
         sweep_interval_secs: None,
+        signing: None,
     };
     tweak(&mut config);
     let state = AppState::open(config).await.expect("open state");
