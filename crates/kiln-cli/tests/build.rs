@@ -8,156 +8,16 @@
 //! later build of it is replayed from the cache (the cache is the point of
 //! the design; the first run on a clean machine builds everything).
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn cache_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo("target"));
-    target.join("kiln-e2e-cache")
-}
-
-fn kiln() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.env("KILN_CACHE_DIR", cache_dir())
-        .env_remove("KILN_AGENT_BINARY");
-    cmd
-}
-
-/// Builds `template` into `out` with `--json`; returns the events.
-fn build(template: &Path, out: &Path, extra: &[&str]) -> Vec<Value> {
-    let output = kiln()
-        .arg("build")
-        .arg(template)
-        .arg("-o")
-        .arg(out)
-        .arg("--json")
-        .args(extra)
-        .output()
-        .unwrap();
-    let events = events(&output.stdout);
-    assert!(
-        output.status.success(),
-        "kiln build {}: {}\n{}",
-        template.display(),
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    events
-}
-
-fn events(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-fn finished(events: &[Value], stage: &str) -> Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "stage-finished" && e["stage"] == stage)
-        .cloned()
-        .unwrap_or_else(|| panic!("no stage-finished for {stage}: {events:?}"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn manifest(out: &Path, stem: &str) -> Value {
-    serde_json::from_str(&fs::read_to_string(out.join(format!("{stem}.manifest.json"))).unwrap())
-        .unwrap()
-}
-
-/// Boots `image` in qemu with the serial console in a file and waits until
-/// every one of `wanted` has appeared on it (bounded time), then stops qemu.
-fn boot(image: &Path, format: &str, uefi: bool, wanted: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let console = dir.path().join("console.log");
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "1",
-    ])
-    .args(["-display", "none", "-nodefaults", "-no-reboot", "-snapshot"])
-    .arg("-serial")
-    .arg(format!("file:{}", console.display()))
-    .arg("-drive")
-    .arg(format!(
-        "file={},format={format},if=virtio",
-        image.display()
-    ))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    if uefi {
-        cmd.args(["-bios", "/usr/share/OVMF/OVMF_CODE.fd"]);
-    }
-    let mut qemu = cmd
-        .spawn()
-        .expect("qemu-system-x86_64 (scripts/setup installs it)");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        // Firmware writes bytes that are not UTF-8 (OVMF does): read lossily.
-        text = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
-        if wanted.iter().all(|w| text.contains(w)) {
-            break;
-        }
-        if let Ok(Some(status)) = qemu.try_wait() {
-            let mut err = String::new();
-            let _ = std::io::Read::read_to_string(qemu.stderr.as_mut().unwrap(), &mut err);
-            panic!("qemu exited ({status}): {err}\nconsole:\n{text}");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    let _ = qemu.kill();
-    let _ = qemu.wait();
-    let missing: Vec<_> = wanted.iter().filter(|w| !text.contains(*w)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} boot of {}: {missing:?} never appeared on the console:\n{text}",
-        if uefi { "UEFI" } else { "BIOS" },
-        image.display()
-    );
-    text
-}
-
-fn root_offset(manifest: &Value) -> u64 {
-    manifest["disk"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "root")
-        .unwrap()["offset"]
-        .as_u64()
-        .unwrap()
-}
-
-fn debugfs_cat(raw: &Path, offset: u64, path: &str) -> String {
-    run(Command::new("debugfs")
-        .args(["-R", &format!("cat {path}")])
-        .arg(format!("{}?offset={offset}", raw.display())))
-}
 
 #[test]
 fn minimal_example_boots_to_a_login_prompt_with_bios_and_uefi() {
@@ -603,4 +463,63 @@ fn the_agent_and_its_units_are_installed_when_a_binary_is_given() {
     for unit in ["kiln-agent.service", "kiln-agent-local.service"] {
         assert!(wants.contains(unit), "{unit} not enabled: {wants}");
     }
+}
+
+#[test]
+fn a_rebuild_after_a_file_change_runs_on_the_kept_tree_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let template = dir.path().join("kept.yaml");
+    // A file never built before (the cache persists across test runs).
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let write = |content: &str| {
+        fs::write(
+            &template,
+            format!(
+                "extends: {}\nname: kiln-kept\nfiles:\n  - path: /etc/kiln-kept\n    content: \"{content}\"\n",
+                repo("examples/debian-minimal.yaml").display()
+            ),
+        )
+        .unwrap()
+    };
+    write(&format!("{nonce} one"));
+    build(&template, &out, &[]);
+    write(&format!("{nonce} two"));
+    let events = build(&template, &out, &[]);
+    for stage in ["bootstrap", "repositories", "packages"] {
+        let done = finished(&events, stage);
+        assert_eq!(done["cached"], true, "{stage}: {done}");
+        assert!(
+            done["detail"].as_str().unwrap().ends_with("(kept tree)"),
+            "{stage} did not come from the kept tree: {done}"
+        );
+    }
+    assert_eq!(finished(&events, "files")["cached"], false);
+
+    // The image holds the new content.
+    let raw = dir.path().join("kept.raw");
+    run(Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(out.join("kiln-kept.qcow2"))
+        .arg(&raw));
+    let offset = root_offset(&manifest(&out, "kiln-kept"));
+    assert_eq!(
+        debugfs_cat(&raw, offset, "/etc/kiln-kept"),
+        format!("{nonce} two")
+    );
+    // The kept tree is as the packages stage left it: the later stages wrote
+    // only to the build's own overlay layer. Nothing stays mounted.
+    let trees: Vec<PathBuf> = fs::read_dir(cache_dir().join("trees"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("root"))
+        .collect();
+    assert!(!trees.is_empty(), "no kept tree in the cache");
+    for tree in &trees {
+        assert!(tree.join("etc/os-release").exists(), "{}", tree.display());
+        assert!(!tree.join("etc/kiln-kept").exists(), "{} was written to", tree.display());
+    }
+    assert_eq!(leftovers(&cache_dir()), (vec![], vec![]));
 }

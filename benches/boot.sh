@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Boot to "contextualized and ready" under qemu (TCG), in one run:
+#
+#   plain:      examples/debian-agent.yaml with the agent's units masked
+#               (systemd.mask= on the kernel command line): the baseline
+#   kiln-agent: the same image, the agent on
+#   cloud-init: examples/debian-cloud-init.yaml (the same template with
+#               Debian's cloud-init in place of the agent)
+#
+# Every boot gets the same NoCloud seed (`kiln context nocloud`) on a CD and
+# one virtio NIC on qemu's user network; the kernel is booted directly with
+# the command line of the image's grub.cfg. Time = from qemu's start to the
+# line KILN-READY on the serial console, printed by kiln-ready.service, which
+# is ordered after kiln-agent.service and cloud-final.service. Boots run one
+# at a time, the order of the three rotating each round; one untimed boot of
+# each first. Prints a Markdown table of medians.
+#
+#   benches/boot.sh [RUNS]        (default 5)
+#   KILN=path/to/kiln             (default: target/release/kiln, built if missing)
+#   KILN_CACHE_DIR=DIR            (the build cache; default kiln's own)
+# Needs root (kiln build), the Debian mirror, qemu-system-x86_64, debugfs,
+# the musl target for scripts/build-agent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+runs=${1:-5}
+kiln=${KILN:-}
+if [ -z "$kiln" ]; then
+  cargo build --release --quiet --bin kiln
+  kiln=${CARGO_TARGET_DIR:-$repo/target}/release/kiln
+fi
+work=$(mktemp -d /var/tmp/kiln-bench-boot.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mac=52:54:00:6b:69:6c
+
+agent=$(scripts/build-agent)
+echo "building the images (kiln build, raw)..." >&2
+KILN_AGENT_BINARY=$agent KILN_AGENT_UNITS=$repo/crates/kiln-agent/systemd \
+  "$kiln" build examples/debian-agent.yaml -o "$work/agent" --format raw >/dev/null 2>"$work/build-agent.log"
+"$kiln" build examples/debian-cloud-init.yaml -o "$work/cloud-init" --format raw >/dev/null 2>"$work/build-cloud-init.log"
+
+# kernel, initrd and command line of an image, as its grub.cfg names them
+extract() { # DIR NAME
+  local dir=$1 name=$2 offset grub
+  offset=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(p["offset"] for p in m["disk"]["partitions"] if p["role"]=="root"))' "$dir/$name.manifest.json")
+  grub=$(debugfs -R 'cat /boot/grub/grub.cfg' "$dir/$name.raw?offset=$offset" 2>/dev/null)
+  read -r _ kernel cmdline <<<"$(grep -m1 -E '^\s*linux ' <<<"$grub")"
+  read -r _ initrd <<<"$(grep -m1 -E '^\s*initrd ' <<<"$grub")"
+  debugfs -R "dump $kernel $dir/vmlinuz" "$dir/$name.raw?offset=$offset" 2>/dev/null
+  debugfs -R "dump $initrd $dir/initrd.img" "$dir/$name.raw?offset=$offset" 2>/dev/null
+  echo "$cmdline" >"$dir/cmdline"
+}
+extract "$work/agent" debian-agent
+extract "$work/cloud-init" debian-cloud-init
+
+cat >"$work/vm.yaml" <<YAML
+name: bench1
+nics:
+  - { network: user, ip: 10.0.2.20, mac: "$mac" }
+networks:
+  - { name: user, mask: 255.255.255.0, gateway: 10.0.2.2, dns: 10.0.2.3 }
+context:
+  network: true
+  set_hostname: \$NAME
+  username: alice
+  ssh_public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNRQ7tj0HCTUum5rX1MCemJqy304Ylc6s9QjM3HfE6I alice@bench
+  user_data: |
+    #cloud-config
+    write_files:
+      - { path: /etc/kiln-bench, content: "contextualized\n" }
+YAML
+"$kiln" context nocloud "$work/vm.yaml" -o "$work/seed.iso"
+
+# boot CASE: prints seconds from qemu's start to KILN-READY, and the guest's uptime then
+boot() {
+  local case=$1 dir append="" console=$work/console-$1.log
+  case $case in
+    plain) dir=$work/agent; append="systemd.mask=kiln-agent-local.service systemd.mask=kiln-agent.service" ;;
+    kiln-agent) dir=$work/agent ;;
+    cloud-init) dir=$work/cloud-init ;;
+  esac
+  : >"$console"
+  local t0 pid
+  t0=$(date +%s.%N)
+  qemu-system-x86_64 -machine q35 -accel tcg -m 1024 -smp 1 -display none -nodefaults \
+    -no-reboot -snapshot -serial "file:$console" \
+    -drive "file=$(ls "$dir"/*.raw),format=raw,if=virtio" \
+    -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$(cat "$dir/cmdline") $append" \
+    -nic "user,model=virtio-net-pci,mac=$mac" \
+    -drive "file=$work/seed.iso,format=raw,media=cdrom,readonly=on" &
+  pid=$!
+  local deadline=$((SECONDS + 900))
+  until grep -qa KILN-READY "$console"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "$case: no KILN-READY on the console:" >&2; cat "$console" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  local t1 uptime
+  t1=$(date +%s.%N)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  uptime=$(grep -a -m1 -o 'KILN-READY uptime [0-9.]*' "$console" | awk '{print $3}')
+  # A contextualized boot that did not get the context is not measured.
+  if [ "$case" != plain ] && ! grep -qa 'kiln-ready: hostname bench1' "$console"; then
+    echo "$case: the hostname was not set:" >&2; cat "$console" >&2; exit 1
+  fi
+  if [ "$case" = plain ] && grep -qa 'kiln-ready: hostname bench1' "$console"; then
+    echo "plain: the masked agent ran anyway" >&2; exit 1
+  fi
+  echo "$(echo "$t1 - $t0" | bc) $uptime"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+cases=(plain kiln-agent cloud-init)
+echo "warm-up boots..." >&2
+for c in "${cases[@]}"; do boot "$c" >/dev/null; done
+for ((r = 0; r < runs; r++)); do
+  for ((i = 0; i < ${#cases[@]}; i++)); do
+    c=${cases[$(((i + r) % ${#cases[@]}))]}
+    read -r wall up <<<"$(boot "$c")"
+    echo "run $((r + 1)) $c: ${wall} s (guest uptime ${up} s)" >&2
+    echo "$wall" >>"$work/$c.wall"
+    echo "$up" >>"$work/$c.uptime"
+  done
+done
+
+plain=$(median <"$work/plain.wall")
+printf '| boot (median of %d) | qemu start → KILN-READY (s) | guest uptime at KILN-READY (s) | added to the plain boot (s) |\n|---|---|---|---|\n' "$runs"
+for c in "${cases[@]}"; do
+  wall=$(median <"$work/$c.wall")
+  up=$(median <"$work/$c.uptime")
+  printf '| %s | %.1f | %.1f | %+.1f |\n' "$c" "$wall" "$up" "$(echo "$wall - $plain" | bc)"
+done
+echo
+echo "runs (s): $(for c in "${cases[@]}"; do echo -n "$c: $(tr '\n' ' ' <"$work/$c.wall")  "; done)"
