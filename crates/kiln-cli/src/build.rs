@@ -40,6 +40,13 @@ pub struct BuildArgs {
     /// Print the build's events as JSON lines on stdout instead of progress.
     #[arg(long)]
     json: bool,
+    /// Sign the manifest with this key (Ed25519, or the key of --sign-cert):
+    /// writes the detached signature beside it as `<manifest>.sig`.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
+    /// Sign the manifest with this X.509 certificate (CMS) and --sign's key.
+    #[arg(long, value_name = "CERT", requires = "sign")]
+    sign_cert: Option<PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -161,8 +168,30 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             progress.show(event);
         }
     };
+    // A bad key fails before the build, not after it.
+    let signer = match &args.sign {
+        Some(key) => Some(kiln_trust::Signer::load(key, args.sign_cert.as_deref())?),
+        None => None,
+    };
     match kiln_build::build(&opts, &mut on_event) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(report) => {
+            if let Some(signer) = signer {
+                let manifest = std::fs::read(&report.manifest_path)?;
+                let mut sig_path = report.manifest_path.into_os_string();
+                sig_path.push(".sig");
+                let sig_path = PathBuf::from(sig_path);
+                crate::trust::write_atomic(&sig_path, &signer.sign(&manifest)?.to_bytes())?;
+                tracing::info!(signature = %sig_path.display(), signer = %signer.identity(), "manifest signed");
+                if !json {
+                    eprintln!(
+                        "kiln: manifest signed by {} ({})",
+                        signer.identity(),
+                        sig_path.display()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) => {
             eprintln!(
                 "kiln: build failed in stage {}: {}",

@@ -8,7 +8,9 @@ mod img;
 mod market;
 mod metadata;
 mod output;
+mod subscribe;
 mod template;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,9 @@ struct Cli {
     /// Log more (-v info, -vv debug, -vvv trace); KILN_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log format on stderr: text, or json (one object a line) for log collectors.
+    #[arg(long, value_enum, global = true, default_value = "text", env = "KILN_LOG_FORMAT")]
+    log_format: output::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,9 +47,13 @@ enum Command {
     Enc(enc::EncArgs),
     #[command(flatten)]
     Market(market::MarketCommand),
+    #[command(flatten)]
+    Trust(trust::TrustCommand),
     /// The metadata service: NoCloud-net, EC2 (IMDSv2) and OpenStack for VM descriptions.
     #[command(subcommand)]
     Metadata(metadata::MetadataCommand),
+    /// Keep an image cache in sync with a signed list (kiln catalog or HEPiX image list).
+    Subscribe(subscribe::SubscribeArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Write man pages for kiln and every subcommand into DIR.
@@ -56,11 +65,14 @@ fn main() -> ExitCode {
     // A server logs what it does (info) unless told otherwise.
     let serving = matches!(&cli.command, Command::Market(m) if market::is_serve(m))
         || matches!(&cli.command, Command::Metadata(_));
-    output::init_logging(if serving {
-        cli.verbose.max(1)
-    } else {
-        cli.verbose
-    });
+    output::init_logging(
+        if serving {
+            cli.verbose.max(1)
+        } else {
+            cli.verbose
+        },
+        cli.log_format,
+    );
     let result = match cli.command {
         Command::Img(cmd) => img::run(cmd),
         Command::Build(args) => build::run(args),
@@ -68,7 +80,9 @@ fn main() -> ExitCode {
         Command::Context(cmd) => context::run(cmd),
         Command::Enc(args) => enc::run(args),
         Command::Market(cmd) => market::run(cmd),
+        Command::Trust(cmd) => trust::run(cmd),
         Command::Metadata(cmd) => metadata::run(cmd),
+        Command::Subscribe(args) => subscribe::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -73,6 +73,28 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the users: name, role, whether a password is set, created.
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's role.
+    Role {
+        name: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Set a user's password (for the web UI and `kiln login --user`), read
+    /// from the first line of stdin.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -89,7 +111,7 @@ pub struct Remote {
     token: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Args)]
@@ -120,6 +142,12 @@ pub struct PushArgs {
     /// Chunk size in MiB.
     #[arg(long, default_value_t = DEFAULT_CHUNK >> 20)]
     chunk_mib: u64,
+    /// Endorse the new entry with this key (Ed25519, or the key of --sign-cert).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
+    /// Endorse with this X.509 certificate (and --sign's key).
+    #[arg(long, value_name = "CERT", requires = "sign")]
+    sign_cert: Option<PathBuf>,
     #[command(flatten)]
     remote: Remote,
 }
@@ -183,6 +211,8 @@ pub struct PullArgs {
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
     #[command(flatten)]
+    policy: crate::trust::PolicyArgs,
+    #[command(flatten)]
     remote: Remote,
 }
 
@@ -237,7 +267,7 @@ fn load_saved() -> Saved {
 }
 
 impl Remote {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let saved = load_saved();
         let server = self
             .server
@@ -248,7 +278,7 @@ impl Remote {
     }
 }
 
-struct Bar(ProgressBar);
+pub(crate) struct Bar(pub(crate) ProgressBar);
 
 impl Progress for Bar {
     fn start(&self, total: u64, done: u64) {
@@ -360,37 +390,7 @@ pub fn run(cmd: MarketCommand) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         match cmd {
             MarketCommand::Serve(args) => serve(args).await,
-            MarketCommand::User(UserCommand::Add {
-                name,
-                role,
-                password_stdin,
-                state,
-                json,
-            }) => {
-                let config = Config::resolve(state.config.as_deref(), state.data.as_deref())?;
-                let state = AppState::open(config).await?;
-                let password = if password_stdin {
-                    Some(read_password()?)
-                } else {
-                    None
-                };
-                let issued = add_user(
-                    &state,
-                    NewUser {
-                        name,
-                        role,
-                        password,
-                    },
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-                if json {
-                    print_json(&issued)?;
-                } else {
-                    println!("{}", issued.token);
-                }
-                Ok(ExitCode::SUCCESS)
-            }
+            MarketCommand::User(cmd) => user(cmd).await,
             MarketCommand::Push(args) => push(args).await,
             MarketCommand::Search(args) => search(args).await,
             MarketCommand::Show(args) => {
@@ -404,8 +404,23 @@ pub fn run(cmd: MarketCommand) -> anyhow::Result<ExitCode> {
             }
             MarketCommand::Pull(args) => {
                 let client = args.remote.client()?;
+                let policy = args.policy.policy()?;
                 let bar = Bar(byte_progress(0, args.remote.json));
-                let entry = client.pull(args.id, &args.output, &bar).await?;
+                let entry = client
+                    .pull_checked(args.id, &args.output, &bar, |entry| {
+                        let Some(policy) = &policy else { return Ok(()) };
+                        let report =
+                            crate::trust::judge(policy, entry).map_err(|e| format!("{e:#}"))?;
+                        if report.accepted {
+                            Ok(())
+                        } else {
+                            if !args.remote.json {
+                                crate::trust::explain(&report, true);
+                            }
+                            Err(report.reasons())
+                        }
+                    })
+                    .await?;
                 bar.0.finish_and_clear();
                 if args.remote.json {
                     print_json(&entry)?;
@@ -434,6 +449,95 @@ pub fn run(cmd: MarketCommand) -> anyhow::Result<ExitCode> {
             MarketCommand::Login(args) => login(args).await,
         }
     })
+}
+
+/// `kiln user list|role|passwd`, on the server's own state.
+async fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let open = |state: StateArgs| async move {
+        let config = Config::resolve(state.config.as_deref(), state.data.as_deref())?;
+        AppState::open(config).await
+    };
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            password_stdin,
+            state,
+            json,
+        } => {
+            let state = open(state).await?;
+            let password = if password_stdin {
+                Some(read_password()?)
+            } else {
+                None
+            };
+            let issued = add_user(
+                &state,
+                NewUser {
+                    name,
+                    role,
+                    password,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+            if json {
+                print_json(&issued)?;
+            } else {
+                println!("{}", issued.token);
+            }
+        }
+        UserCommand::List { state, json } => {
+            let users = open(state).await?.store.users().await?;
+            if json {
+                #[derive(Serialize)]
+                struct Row<'a> {
+                    #[serde(flatten)]
+                    user: &'a kiln_catalog::model::User,
+                    password: bool,
+                }
+                let rows: Vec<Row> = users
+                    .iter()
+                    .map(|u| Row {
+                        user: u,
+                        password: u.password_hash.is_some(),
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for u in &users {
+                    println!(
+                        "{:<24} {:<9} {:<11} {}",
+                        u.name,
+                        u.role.as_str(),
+                        if u.password_hash.is_some() {
+                            "password"
+                        } else {
+                            "no-password"
+                        },
+                        u.created.format("%Y-%m-%d %H:%M")
+                    );
+                }
+            }
+        }
+        UserCommand::Role { name, role, state } => {
+            if !open(state).await?.store.set_role(&name, role).await? {
+                bail!("no user {name:?}");
+            }
+            eprintln!("kiln: {name} is now {}", role.as_str());
+        }
+        UserCommand::Passwd { name, state } => {
+            let state = open(state).await?;
+            let password = read_password()?;
+            let hash = kiln_market::auth::hash_password(&password)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            if !state.store.set_password(&name, &hash).await? {
+                bail!("no user {name:?}");
+            }
+            eprintln!("kiln: password of {name} set");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -471,6 +575,14 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         replaces: args.replaces,
         ..Default::default()
     };
+    // Load the signing key before uploading anything.
+    let sign = args.sign.map(|key| crate::trust::SigningKey {
+        key,
+        cert: args.sign_cert,
+    });
+    if let Some(s) = &sign {
+        s.signer()?;
+    }
     let bar = Bar(byte_progress(0, args.remote.json));
     let entry = client
         .push(
@@ -483,6 +595,12 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("pushing {}", args.file.display()))?;
     bar.0.finish_and_clear();
+    if let Some(s) = &sign {
+        let e = crate::trust::endorse_entry(&client, s, &entry)
+            .await
+            .with_context(|| format!("endorsing {}", entry.id))?;
+        eprintln!("kiln: {} endorsed by {}", entry.id, e.endorser);
+    }
     if args.remote.json {
         print_json(&entry)?;
     } else {

@@ -63,7 +63,7 @@ pub async fn list(
 }
 
 /// Endorse an entry. The signature must verify over the entry's current
-/// canonical metadata; one active endorsement per endorser and entry.
+/// canonical metadata; one current active endorsement per endorser and entry.
 #[utoipa::path(post, path = "/api/v1/entries/{id}/endorsements", tag = "endorsements", params(("id" = Uuid, Path)),
     request_body = NewEndorsement,
     responses((status = 201, body = Endorsement), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -79,11 +79,14 @@ pub async fn create(
     let endorser = check_new(&entry, &new.signature)
         .map_err(|e| ApiError::refused(format!("endorsement refused: {e}")))?
         .to_string();
+    // One current endorsement per endorser; one made over metadata that has
+    // changed since no longer verifies and does not block a new one.
     let existing = state.store.endorsements(id).await?;
-    if existing
-        .iter()
-        .any(|e| e.endorser == endorser && e.status == EndorsementStatus::Active)
-    {
+    if existing.iter().any(|e| {
+        e.endorser == endorser
+            && e.status == EndorsementStatus::Active
+            && check_new(&entry, &e.signature).is_ok()
+    }) {
         return Err(ApiError::conflict(format!(
             "{endorser} already endorses this entry"
         )));
