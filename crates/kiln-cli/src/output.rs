@@ -10,7 +10,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub const EXIT_NEGATIVE: u8 = 1;
 pub const EXIT_FAILURE: u8 = 2;
 
-pub fn init_logging(verbose: u8) {
+/// How log lines are written: `text` for people, `json` (one object a line:
+/// timestamp, level, target, fields, span) for log collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -19,10 +28,13 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 }
 
 /// A byte progress bar on stderr, hidden when stderr is not a terminal or

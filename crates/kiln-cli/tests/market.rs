@@ -46,7 +46,13 @@ struct ServerConfig<'a> {
 
 /// A config file for `fresh`'s backend.
 fn config_file(f: &Fresh, ttl: u64) -> PathBuf {
-    let spool = f.dir.path().join("spool");
+    config_file_named(f, ttl, "market", "spool")
+}
+
+/// A config file `NAME.toml` with its own spool directory: one per server
+/// when several share a backend.
+fn config_file_named(f: &Fresh, ttl: u64, name: &str, spool: &str) -> PathBuf {
+    let spool = f.dir.path().join(spool);
     let cfg = ServerConfig {
         listen: "127.0.0.1:0",
         database_url: &f.database_url,
@@ -55,7 +61,7 @@ fn config_file(f: &Fresh, ttl: u64) -> PathBuf {
         sweep_interval_secs: 1,
         blobs: &f.blobs,
     };
-    let path = f.dir.path().join("market.toml");
+    let path = f.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     path
 }
@@ -98,13 +104,18 @@ impl Env {
     }
 
     fn serve(&self, state: &[&str]) -> Served {
+        self.serve_logging(state, Stdio::null())
+    }
+
+    /// `kiln serve ARGS` with its log (stderr) sent to `log`.
+    fn serve_logging(&self, args: &[&str], log: impl Into<Stdio>) -> Served {
         let mut child = self
             .kiln()
             .arg("serve")
-            .args(state)
+            .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -530,6 +541,159 @@ fn killed_push_resumes(backend: Backend) {
     assert_eq!(sha256_file(&pulled), sha256_file(&img));
 }
 
+/// Two `kiln serve` processes on one PostgreSQL + S3 state: accounts made
+/// through one server's config are seen by the other; an image pushed
+/// through one is found, shown and pulled (verified) through the other. One
+/// server logs JSON lines, as a log collector reads them.
+fn two_servers_share_one_state(backend: Backend) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = rt.block_on(fresh(backend));
+    let (cfg_a, cfg_b) = (
+        config_file_named(&f, 60, "a", "a-spool"),
+        config_file_named(&f, 60, "b", "b-spool"),
+    );
+    let (a, b) = (cfg_a.to_str().unwrap(), cfg_b.to_str().unwrap());
+    let env = Env::new(f.dir.path());
+    let dev = env
+        .ok(&["user", "add", "dev", "--role", "developer", "--config", a])
+        .trim()
+        .to_string();
+    env.ok(&["user", "add", "rita", "--role", "reader", "--config", a]);
+
+    // kiln user list / role / passwd, across the two configurations.
+    env.ok(&["user", "role", "rita", "developer", "--config", b]);
+    let users = env.json(&["user", "list", "--json", "--config", a]);
+    let rita = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "rita")
+        .unwrap();
+    assert_eq!(rita["role"], "developer");
+    assert_eq!(rita["password"], false);
+    let mut passwd = env
+        .kiln()
+        .args(["user", "passwd", "rita", "--config", b])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"rita-secret\n")
+        .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let listed = env.ok(&["user", "list", "--config", a]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("rita ") && l.contains("developer") && l.contains(" password ")),
+        "{listed}"
+    );
+    let unknown = env
+        .kiln()
+        .args(["user", "role", "nobody", "admin", "--config", a])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"nobody\""));
+
+    let log_path = f.dir.path().join("a.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server_a = env.serve_logging(&["--config", a, "--log-format", "json"], log);
+    let server_b = env.serve(&["--config", b]);
+
+    // The password set through B's config logs in through A's server.
+    let mut login = env
+        .kiln()
+        .args([
+            "login",
+            "--user",
+            "rita",
+            "--server",
+            &server_a.url,
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"rita-secret\n")
+        .unwrap();
+    assert!(login.wait_with_output().unwrap().status.success());
+
+    let img = image(f.dir.path(), "shared.raw", 3, 77);
+    let pushed = env.json(&[
+        "push",
+        img.to_str().unwrap(),
+        "--title",
+        "Shared state",
+        "--os",
+        "debian",
+        "--chunk-mib",
+        "1",
+        "--server",
+        &server_a.url,
+        "--token",
+        &dev,
+        "--json",
+    ]);
+    let id = pushed["id"].as_str().unwrap();
+    let found = env.json(&["search", "shared", "--json", "--server", &server_b.url]);
+    let ids: Vec<&str> = found["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let shown = env.json(&["show", id, "--json", "--server", &server_b.url]);
+    assert_eq!(shown["checksums"]["sha256"], pushed["checksums"]["sha256"]);
+    let pulled = f.dir.path().join("pulled.raw");
+    env.ok(&[
+        "pull",
+        id,
+        "-o",
+        pulled.to_str().unwrap(),
+        "--server",
+        &server_b.url,
+        "--json",
+    ]);
+    assert_eq!(sha256_file(&pulled), sha256_file(&img));
+    drop(server_a);
+    drop(server_b);
+
+    // Every line of A's log is a JSON object with a level and a message.
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "kiln marketplace listening"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "upload session started"),
+        "{text}"
+    );
+}
+
 mod sqlite {
     use super::*;
     #[test]
@@ -544,6 +708,10 @@ mod sqlite {
 
 mod postgres_s3 {
     use super::*;
+    #[test]
+    fn two_servers_share_one_state() {
+        super::two_servers_share_one_state(Backend::Postgres)
+    }
     #[test]
     fn sigkill_in_the_middle_of_many_uploads() {
         super::sigkill_in_the_middle_of_many_uploads(Backend::Postgres)
