@@ -286,6 +286,14 @@ const CASES: &[Case] = &[
     ("PUT", "/api/v1/catalogues/{extra}", Fresh::Nothing, Some(r#"{"public": true}"#), [401, 403, 403, 403, 200]),
     ("PUT", "/api/v1/catalogues/{lab}/members/{other}", Fresh::Nothing, None, [401, 403, 403, 403, 204]),
     ("DELETE", "/api/v1/catalogues/{lab}/members/{id}", Fresh::Membership, None, [401, 403, 403, 403, 204]),
+    // Signed catalogs and exports: this world has no signing key, so the
+    // signed forms are 404 for everyone (tests/catalogs.rs serves them signed);
+    // simplestreams lists what the caller may read.
+    ("GET", "/api/v1/catalogues/{lab}/signed", Fresh::Nothing, None, [404; 5]),
+    ("GET", "/api/v1/catalogues/{lab}/signed.sig", Fresh::Nothing, None, [404; 5]),
+    ("GET", "/api/v1/catalogues/{lab}/hepix", Fresh::Nothing, None, [404; 5]),
+    ("GET", "/streams/v1/index.json", Fresh::Nothing, None, [200; 5]),
+    ("GET", "/streams/v1/{lab}", Fresh::Nothing, None, [404; 5]),
     // Service endpoints are open.
     ("GET", "/healthz", Fresh::Nothing, None, [200; 5]),
     ("GET", "/metrics", Fresh::Nothing, None, [200; 5]),
