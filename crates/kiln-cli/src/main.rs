@@ -24,7 +24,13 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Log format on stderr: text, or json (one object a line) for log collectors.
-    #[arg(long, value_enum, global = true, default_value = "text", env = "KILN_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "text",
+        env = "KILN_LOG_FORMAT"
+    )]
     log_format: output::LogFormat,
     #[command(subcommand)]
     command: Command,
