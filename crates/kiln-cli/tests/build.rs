@@ -519,7 +519,11 @@ fn a_rebuild_after_a_file_change_runs_on_the_kept_tree_and_leaves_it_untouched()
     assert!(!trees.is_empty(), "no kept tree in the cache");
     for tree in &trees {
         assert!(tree.join("etc/os-release").exists(), "{}", tree.display());
-        assert!(!tree.join("etc/kiln-kept").exists(), "{} was written to", tree.display());
+        assert!(
+            !tree.join("etc/kiln-kept").exists(),
+            "{} was written to",
+            tree.display()
+        );
     }
     assert_eq!(leftovers(&cache_dir()), (vec![], vec![]));
 }

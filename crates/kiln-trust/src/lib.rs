@@ -14,10 +14,10 @@ pub mod hepix;
 pub mod identity;
 pub mod policy;
 pub mod signature;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod simplestreams;
 pub mod subscribe;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::{Error, Result};
 pub use identity::Identity;
