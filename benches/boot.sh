@@ -9,7 +9,8 @@
 #
 # Every boot gets the same NoCloud seed (`kiln context nocloud`) on a CD and
 # one virtio NIC on qemu's user network; the kernel is booted directly with
-# the command line of the image's grub.cfg. Time = from qemu's start to the
+# the command line of the image's grub.cfg (plus no_timer_check, which a
+# loaded host needs under TCG, as boot.rs explains). Time = from qemu's start to the
 # line KILN-READY on the serial console, printed by kiln-ready.service, which
 # is ordered after kiln-agent.service and cloud-final.service. Boots run one
 # at a time, the order of the three rotating each round; one untimed boot of
@@ -85,7 +86,7 @@ boot() {
   qemu-system-x86_64 -machine q35 -accel tcg -m 1024 -smp 1 -display none -nodefaults \
     -no-reboot -snapshot -serial "file:$console" \
     -drive "file=$(ls "$dir"/*.raw),format=raw,if=virtio" \
-    -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$(cat "$dir/cmdline") $append" \
+    -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$(cat "$dir/cmdline") no_timer_check panic=-1 $append" \
     -nic "user,model=virtio-net-pci,mac=$mac" \
     -drive "file=$work/seed.iso,format=raw,media=cdrom,readonly=on" &
   pid=$!

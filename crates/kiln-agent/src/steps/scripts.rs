@@ -206,10 +206,11 @@ pub fn boot_scripts(env: &Env<'_>) -> Result<Done, String> {
         }
         write_atomic(&dir.join(path), bytes, 0o600, None)?;
     }
+    // Not under /run: initramfs-tools mounts it noexec (Debian, Ubuntu).
     run_scripts(
         env,
         &env.context.boot_scripts,
-        "/run/kiln-agent/scripts",
+        &format!("{}/boot-scripts", crate::state::STATE_DIR),
         CONTEXT_DIR,
     )
 }
