@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080, or the config file's).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<std::net::SocketAddr>,
+    /// The metadata service for these VMs, under /metadata (and the node
+    /// classifier at /enc/NODE), as `kiln metadata serve` runs it alone.
+    #[command(flatten, next_help_heading = "Metadata service")]
+    metadata: crate::metadata::VmSet,
 }
 
 #[derive(Subcommand)]
@@ -546,14 +550,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.listen = listen;
     }
     let listen = config.listen;
+    // Every description is read before anything listens: a bad one stops the start.
+    let metadata = if args.metadata.is_empty() {
+        None
+    } else {
+        Some(args.metadata.service()?)
+    };
     let state = AppState::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
     // One line on stdout that scripts (and tests) can read the address from.
-    println!("kiln: serving on http://{}", listener.local_addr()?);
+    println!("kiln: serving on http://{address}");
+    let mounts = match metadata {
+        Some(service) => {
+            let vms = crate::metadata::urls(
+                &service,
+                &format!("http://{address}{}", kiln_metadata::MOUNT),
+            );
+            println!(
+                "kiln: metadata service on http://{address}{}/",
+                kiln_metadata::MOUNT
+            );
+            crate::metadata::print_vms(&vms);
+            kiln_metadata::mounts(service)
+        }
+        None => axum::Router::new(),
+    };
     std::io::stdout().flush()?;
-    kiln_market::server::serve_on(state, listener, kiln_market::server::shutdown_signal()).await?;
+    kiln_market::server::serve_on(
+        state,
+        listener,
+        mounts,
+        kiln_market::server::shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,8 +25,10 @@ fn http(method: &str, url: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-#[test]
-fn serve_announces_and_answers() {
+const RULES: &str = "rules:\n  - match: { hostname: \"web*\" }\n    classes: [nginx]\n";
+
+/// A VM, its network and classifier rules in a fresh directory.
+fn descriptions() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("vm.one"),
@@ -38,18 +40,67 @@ fn serve_announces_and_answers() {
         "NAME = pub\nNETWORK_MASK = 255.255.255.0\n",
     )
     .unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    dir
+}
+
+const VM_ARGS: [&str; 6] = [
+    "--vm",
+    "vm.one",
+    "--network",
+    "net.one",
+    "--enc-rules",
+    "rules.yaml",
+];
+
+/// What every host of the service answers, `root` being the service's root
+/// URL (`http://HOST:PORT` alone, `.../metadata` inside `kiln serve`).
+fn answers_for_the_vm(root: &str, seedfrom: &str, listen: &str) {
+    assert!(seedfrom.starts_with(&format!("{root}/t/")), "{seedfrom}");
+    let (status, meta) = http("GET", &format!("{seedfrom}meta-data"), "");
+    assert_eq!(status, 200);
+    assert!(meta.contains("instance-id: one-0"), "{meta}");
+    let (status, key) = http(
+        "GET",
+        &format!("{seedfrom}latest/meta-data/public-keys/0/openssh-key"),
+        "",
+    );
+    assert_eq!((status, key.as_str()), (200, "ssh-ed25519 AAAA a@b\n"));
+    let (status, openstack) = http(
+        "GET",
+        &format!("{seedfrom}openstack/latest/meta_data.json"),
+        "",
+    );
+    assert_eq!(status, 200, "{openstack}");
+    let openstack: serde_json::Value = serde_json::from_str(&openstack).unwrap();
+    assert_eq!(openstack["hostname"], "web1");
+    let (_, vms) = http("GET", &format!("{root}/kiln/vms"), "");
+    let vms: serde_json::Value = serde_json::from_str(&vms).unwrap();
+    assert_eq!(vms[0]["ready"], false);
+    let (status, _) = http("PUT", &format!("{seedfrom}vm"), "READY=YES");
+    assert_eq!(status, 200);
+    let (_, vms) = http("GET", &format!("{root}/kiln/vms"), "");
+    let vms: serde_json::Value = serde_json::from_str(&vms).unwrap();
+    assert_eq!(vms[0]["ready"], true);
+    let (status, _) = http("GET", &format!("{root}/meta-data"), "");
+    assert_eq!(status, 404, "loopback is not a VM's address");
+    // The classifier answers at /enc/NODE of the listener, as `kiln enc` does.
+    let (status, enc) = http("GET", &format!("http://{listen}/enc/web1"), "");
+    assert_eq!(status, 200, "{enc}");
+    assert!(enc.contains("nginx"), "{enc}");
+}
+
+fn stop(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn metadata_serve_announces_and_answers() {
+    let dir = descriptions();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "metadata",
-            "serve",
-            "--vm",
-            "vm.one",
-            "--network",
-            "net.one",
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-        ])
+        .args(["metadata", "serve", "--listen", "127.0.0.1:0", "--json"])
+        .args(VM_ARGS)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -62,35 +113,64 @@ fn serve_announces_and_answers() {
     let announce: serde_json::Value = serde_json::from_str(&line).unwrap();
     let vm = &announce["vms"][0];
     let seedfrom = vm["seedfrom"].as_str().unwrap().to_string();
-    assert!(
-        vm["kernel_cmdline"]
-            .as_str()
-            .unwrap()
-            .starts_with("ds=nocloud;s=http://127.0.0.1:")
+    assert_eq!(
+        vm["kernel_cmdline"].as_str().unwrap(),
+        format!("ds=nocloud;s={seedfrom}")
     );
     assert_eq!(
         vm["token"].as_str().unwrap().len(),
         32,
         "128 random bits, hex"
     );
-
-    let (status, meta) = http("GET", &format!("{seedfrom}meta-data"), "");
-    assert_eq!(status, 200);
-    assert!(meta.contains("instance-id: one-0"), "{meta}");
-    let (status, key) = http(
-        "GET",
-        &format!("{seedfrom}latest/meta-data/public-keys/0/openssh-key"),
-        "",
-    );
-    assert_eq!((status, key.as_str()), (200, "ssh-ed25519 AAAA a@b\n"));
-    let (status, _) = http("PUT", &format!("{seedfrom}vm"), "READY=YES");
-    assert_eq!(status, 200);
     let listen = announce["listen"].as_str().unwrap();
-    let (_, vms) = http("GET", &format!("http://{listen}/kiln/vms"), "");
-    let vms: serde_json::Value = serde_json::from_str(&vms).unwrap();
-    assert_eq!(vms[0]["ready"], true);
-    let (status, _) = http("GET", &format!("http://{listen}/meta-data"), "");
-    assert_eq!(status, 404, "loopback is not a VM's address");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    answers_for_the_vm(&format!("http://{listen}"), &seedfrom, listen);
+    stop(child);
+}
+
+#[test]
+fn kiln_serve_carries_the_metadata_service_beside_the_marketplace() {
+    let dir = descriptions();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--data", "data", "--listen", "127.0.0.1:0"])
+        .args(VM_ARGS)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    let first = next();
+    let listen = first
+        .strip_prefix("kiln: serving on http://")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert_eq!(
+        next(),
+        format!("kiln: metadata service on http://{listen}/metadata/")
+    );
+    let vm = next();
+    let seedfrom = vm
+        .strip_prefix("  VM 0 (web1): seedfrom ")
+        .unwrap_or_else(|| panic!("{vm}"))
+        .to_string();
+    answers_for_the_vm(&format!("http://{listen}/metadata"), &seedfrom, &listen);
+    // The marketplace is still there, with its accounts: a VM's request
+    // needs none, the list of users still does.
+    let (status, _) = http("GET", &format!("http://{listen}/healthz"), "");
+    assert_eq!(status, 200);
+    let (status, _) = http("GET", &format!("http://{listen}/api/v1/users"), "");
+    assert_eq!(status, 401);
+    stop(child);
+}
+
+#[test]
+fn metadata_serve_refuses_to_start_with_nothing_to_serve() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["metadata", "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least one --vm"), "{stderr}");
 }

@@ -1,6 +1,7 @@
 //! The HTTP server: router, middleware, /healthz, /metrics, graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::Json;
 use axum::Router;
@@ -17,13 +18,16 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Config;
 use crate::state::AppState;
 use crate::{api, auth, metrics, sweeper, ui};
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-pub fn router(state: AppState) -> Router {
+/// The marketplace's routes, plus `mounts`: services that share its listener
+/// but not its accounts (the metadata service, whose callers are VMs). They
+/// sit outside the authentication layer and are served with the peer's
+/// address (`ConnectInfo<SocketAddr>`).
+pub fn router(state: AppState, mounts: Router) -> Router {
     let (api_router, openapi) = api::routes().split_for_parts();
     Router::new()
         .merge(api_router)
@@ -33,8 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::record))
         .merge(SwaggerUi::new("/api/v1/docs").url(OPENAPI_PATH, openapi))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(mounts)
+        .layer(TraceLayer::new_for_http())
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -73,19 +78,23 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// Serves on `listener` (with `mounts`, see [`router`]) until `shutdown`
+/// resolves, then finishes the requests in flight.
 pub async fn serve_on(
     state: AppState,
     listener: TcpListener,
+    mounts: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = sweeper::spawn(state.clone(), stop_rx);
     tracing::info!(addr = %listener.local_addr()?, "kiln marketplace listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(state, mounts).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     tracing::info!("kiln marketplace stopped");
@@ -107,13 +116,4 @@ pub async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing requests in flight");
-}
-
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen = config.listen;
-    let state = AppState::open(config).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
-    serve_on(state, listener, shutdown_signal()).await
 }

@@ -1,7 +1,7 @@
 //! kiln's metadata service over HTTP. The answers come from
 //! [`kiln_context::metadata::MetadataService`]; this crate gives it an
-//! [`axum::Router`] (which `kiln metadata serve` runs and the marketplace
-//! server can mount) and a small runner.
+//! [`axum::Router`] (which `kiln metadata serve` runs and `kiln serve`
+//! mounts beside the marketplace) and a small runner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use axum::routing::any;
 use kiln_context::metadata::{Event, MetadataService, Request, TokenSource};
 
 /// The `Server` header of every answer.
@@ -36,7 +37,24 @@ pub fn os_tokens() -> TokenSource {
 /// (as [`serve`] does); without it requests are treated as coming from
 /// 0.0.0.0, which no VM has.
 pub fn router(service: Arc<MetadataService>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(service)
+    axum::Router::new()
+        .route("/", any(handle))
+        .route("/{*path}", any(handle))
+        .with_state(service)
+}
+
+/// Where `kiln serve` mounts the service beside the marketplace: a VM's
+/// seedfrom is `URL/metadata/t/TOKEN/`, EC2's metadata URL is `URL/metadata`.
+pub const MOUNT: &str = "/metadata";
+
+/// The service as `kiln serve` carries it: every route under [`MOUNT`], and
+/// the node classifier at `/enc/NODE` too, where Puppet's ENC script and
+/// `kiln metadata serve` put it. Needs the peer's address as [`router`] does.
+pub fn mounts(service: Arc<MetadataService>) -> axum::Router {
+    axum::Router::new()
+        .route("/enc/{*node}", any(handle))
+        .with_state(Arc::clone(&service))
+        .nest(MOUNT, router(service))
 }
 
 async fn handle(

@@ -37,6 +37,7 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server 
     let task = tokio::spawn(kiln_market::server::serve_on(
         state.clone(),
         listener,
+        axum::Router::new(),
         async move {
             let _ = rx.await;
         },
