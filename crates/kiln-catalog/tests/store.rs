@@ -290,7 +290,7 @@ async fn users_and_tokens(backend: Backend) {
         .unwrap();
     assert_eq!(
         store
-            .user_by_token("h1", TokenKind::Api)
+            .user_by_token("h1", TokenKind::Api, None)
             .await
             .unwrap()
             .unwrap()
@@ -299,7 +299,7 @@ async fn users_and_tokens(backend: Backend) {
     );
     assert!(
         store
-            .user_by_token("h1", TokenKind::Session)
+            .user_by_token("h1", TokenKind::Session, None)
             .await
             .unwrap()
             .is_none(),
@@ -307,10 +307,54 @@ async fn users_and_tokens(backend: Backend) {
     );
     assert!(
         store
-            .user_by_token("h2", TokenKind::Api)
+            .user_by_token("h2", TokenKind::Api, None)
             .await
             .unwrap()
             .is_none()
+    );
+    // A token issued before the cut-off is refused, then deleted; a later one stays.
+    store
+        .insert_token("s1", "erin", TokenKind::Session)
+        .await
+        .unwrap();
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    let earlier = Utc::now() - chrono::Duration::seconds(60);
+    assert!(
+        store
+            .user_by_token("s1", TokenKind::Session, Some(later))
+            .await
+            .unwrap()
+            .is_none(),
+        "issued before the cut-off"
+    );
+    assert!(
+        store
+            .user_by_token("s1", TokenKind::Session, Some(earlier))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .delete_tokens_before(TokenKind::Session, earlier)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_tokens_before(TokenKind::Session, later)
+            .await
+            .unwrap(),
+        1,
+        "only the session goes; the API token h1 stays"
+    );
+    assert!(
+        store
+            .user_by_token("h1", TokenKind::Api, None)
+            .await
+            .unwrap()
+            .is_some()
     );
     assert!(store.set_role("erin", Role::Admin).await.unwrap());
     assert_eq!(store.user("erin").await.unwrap().unwrap().role, Role::Admin);

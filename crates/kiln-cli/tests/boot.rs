@@ -2,7 +2,8 @@
 //! context` into an OpenNebula CD, a NoCloud seed and a ConfigDrive, and
 //! served by `kiln metadata serve`, contextualizes a kiln-built Debian image
 //! in qemu (TCG) — with kiln-agent for all four, and with Debian's cloud-init
-//! for the NoCloud seed. What the guest got is read from its serial console:
+//! for the NoCloud seed (ISO9660 on a CD, VFAT on a disk) and the ConfigDrive,
+//! each mounted by the guest's kernel. What the guest got is read from its serial console:
 //! kiln-ready.service (examples/files/kiln-ready.sh) prints the hostname and
 //! every NIC's MAC and addresses once the agent or cloud-init is done, and the
 //! fixture's report (fixtures/boot/report.sh) the user, its keys, the written
@@ -199,11 +200,11 @@ fn build_image(template: &str, agent: Option<&Path>) -> Image {
     }
 }
 
-/// One boot: a seed image on a CD (or none), words added to the kernel
-/// command line, and the datasource the guest must name.
+/// One boot: a seed image (or none), words added to the kernel command
+/// line, and the datasource the guest must name.
 struct Boot {
     name: &'static str,
-    seed: Option<PathBuf>,
+    seed: Option<Seed>,
     append: String,
     /// What the console must say about where the context came from.
     origin: String,
@@ -249,23 +250,43 @@ fn boot_one(image: &Image, boot: &Boot) -> Result<String, String> {
         .arg(format!("{} {GUEST_ARGS} {}", image.cmdline, boot.append).trim_end())
         .arg("-nic")
         .arg(format!("user,model=virtio-net-pci,mac={MAC}"));
-    if let Some(seed) = &boot.seed {
-        cmd.arg("-drive").arg(format!(
+    match &boot.seed {
+        Some(Seed::Cdrom(seed)) => cmd.arg("-drive").arg(format!(
             "file={},format=raw,media=cdrom,readonly=on",
             seed.display()
-        ));
-    }
+        )),
+        // The second virtio disk: /dev/vdb.
+        Some(Seed::Disk(seed)) => cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=virtio,readonly=on",
+            seed.display()
+        )),
+        None => &mut cmd,
+    };
     boot_until(&mut cmd, &console, &["KILN-READY"])
 }
 
-/// `kiln context KIND vm.yaml -o FILE`.
-fn seed(dir: &Path, kind: &str, file: &str) -> PathBuf {
+/// A seed image and how the guest gets it.
+enum Seed {
+    /// On a CD (/dev/sr0): ISO9660.
+    Cdrom(PathBuf),
+    /// On a second disk (/dev/vdb): a VFAT NoCloud seed.
+    Disk(PathBuf),
+}
+
+/// `kiln context KIND vm.yaml -o FILE [ARGS]`.
+fn seed(dir: &Path, kind: &str, file: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(file);
     run(kiln()
         .args(["context", kind, "vm.yaml", "-o"])
         .arg(&out)
+        .args(args)
         .current_dir(dir));
     out
+}
+
+/// A seed on a CD.
+fn cd(dir: &Path, kind: &str) -> Option<Seed> {
+    Some(Seed::Cdrom(seed(dir, kind, &format!("{kind}.iso"), &[])))
 }
 
 /// `kiln metadata serve` on loopback, stopped when dropped.
@@ -342,19 +363,19 @@ fn kiln_agent_applies_each_datasource_at_boot() {
     let boots = vec![
         Boot {
             name: "OpenNebula CD",
-            seed: Some(seed(dir.path(), "iso", "context.iso")),
+            seed: cd(dir.path(), "iso"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (CONTEXT)".into(),
         },
         Boot {
             name: "NoCloud seed",
-            seed: Some(seed(dir.path(), "nocloud", "nocloud.iso")),
+            seed: cd(dir.path(), "nocloud"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (cidata)".into(),
         },
         Boot {
             name: "ConfigDrive",
-            seed: Some(seed(dir.path(), "configdrive", "configdrive.iso")),
+            seed: cd(dir.path(), "configdrive"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (config-2)".into(),
         },
@@ -393,12 +414,33 @@ fn cloud_init_applies_kilns_nocloud_seed_at_boot() {
     let image = build_image("tests/fixtures/boot/cloud-init.yaml", None);
     let dir = tempfile::tempdir().unwrap();
     write_vm(dir.path());
-    let boots = vec![Boot {
-        name: "cloud-init, NoCloud seed",
-        seed: Some(seed(dir.path(), "nocloud", "nocloud.iso")),
-        append: String::new(),
-        origin: "Datasource DataSourceNoCloud [seed=/dev/sr0]".into(),
-    }];
+    // cloud-init mounts each seed with the guest's kernel: ISO9660 from the
+    // CD, VFAT from a disk.
+    let boots = vec![
+        Boot {
+            name: "cloud-init, NoCloud seed (ISO9660)",
+            seed: cd(dir.path(), "nocloud"),
+            append: String::new(),
+            origin: "Datasource DataSourceNoCloud [seed=/dev/sr0]".into(),
+        },
+        Boot {
+            name: "cloud-init, NoCloud seed (VFAT)",
+            seed: Some(Seed::Disk(seed(
+                dir.path(),
+                "nocloud",
+                "nocloud.img",
+                &["--fs", "vfat"],
+            ))),
+            append: String::new(),
+            origin: "Datasource DataSourceNoCloud [seed=/dev/vdb]".into(),
+        },
+        Boot {
+            name: "cloud-init, ConfigDrive",
+            seed: cd(dir.path(), "configdrive"),
+            append: String::new(),
+            origin: "Datasource DataSourceConfigDrive".into(),
+        },
+    ];
     for (boot, result) in boot_all(&image, boots, 1) {
         let name = boot.name;
         let console = result.unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -180,7 +180,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     return ApiError::forbidden("missing or wrong CSRF token").into_response();
                 }
             }
-            match state.store.user_by_token(&hash_token(&token), kind).await {
+            let issued_after = (kind == TokenKind::Session)
+                .then(|| state.config.logins_issued_after(chrono::Utc::now()));
+            match state
+                .store
+                .user_by_token(&hash_token(&token), kind, issued_after)
+                .await
+            {
                 Ok(Some(user)) => Caller(Some(user)),
                 // A stale session cookie makes a web page anonymous (the
                 // page offers to log in again); the API refuses it.

@@ -15,6 +15,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// 64 GiB: well above any VM image we expect, below what fills a disk by accident.
 pub const DEFAULT_MAX_UPLOAD: u64 = 64 << 30;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 3600;
+/// A working day: long enough not to interrupt one, short enough that a
+/// forgotten browser does not stay logged in.
+pub const DEFAULT_LOGIN_TTL_SECS: u64 = 12 * 3600;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +35,10 @@ pub struct Config {
     /// An upload with no progress for this long is abandoned and collected.
     #[serde(default = "default_ttl")]
     pub session_ttl_secs: u64,
+    /// How long a web login lasts: the cookie's Max-Age, after which the
+    /// server refuses the session and the sweeper deletes it.
+    #[serde(default = "default_login_ttl")]
+    pub login_ttl_secs: u64,
     /// How often the sweeper runs (default: a tenth of the TTL, at most a minute).
     #[serde(default)]
     pub sweep_interval_secs: Option<u64>,
@@ -75,6 +82,9 @@ fn default_max_upload() -> u64 {
 fn default_ttl() -> u64 {
     DEFAULT_SESSION_TTL_SECS
 }
+fn default_login_ttl() -> u64 {
+    DEFAULT_LOGIN_TTL_SECS
+}
 
 impl Config {
     /// The embedded default under `data`.
@@ -90,6 +100,7 @@ impl Config {
             spool_dir: data.join("spool"),
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
+            login_ttl_secs: DEFAULT_LOGIN_TTL_SECS,
             sweep_interval_secs: None,
             signing: None,
         })
@@ -112,6 +123,16 @@ impl Config {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// Web logins issued before this have expired.
+    pub fn logins_issued_after(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        now - chrono::Duration::seconds(
+            i64::try_from(self.login_ttl_secs).unwrap_or(i64::MAX / 1000),
+        )
     }
 
     pub fn sweep_interval(&self) -> Duration {

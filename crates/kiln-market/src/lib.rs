@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod linger;
 pub mod metrics;
 pub mod server;
 pub mod signing;

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use kiln_catalog::model::{Status, UploadSession};
+use kiln_catalog::model::{Status, TokenKind, UploadSession};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ pub struct SweepReport {
     pub entries: usize,
     pub blobs: usize,
     pub spool_files: usize,
+    pub logins: u64,
 }
 
 /// Deletes a session's chunks, then the session.
@@ -77,6 +78,13 @@ pub async fn sweep_once(state: &AppState) -> kiln_catalog::Result<SweepReport> {
         }
     }
     report.spool_files = state.spool.sweep(ttl)?;
+    report.logins = state
+        .store
+        .delete_tokens_before(
+            TokenKind::Session,
+            state.config.logins_issued_after(Utc::now()),
+        )
+        .await?;
     Metrics::add(&state.metrics.swept_entries, report.entries as u64);
     Metrics::add(&state.metrics.swept_blobs, report.blobs as u64);
     if report != SweepReport::default() {

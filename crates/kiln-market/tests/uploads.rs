@@ -6,10 +6,11 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_catalog::model::{NewEntry, Role, Status};
+use kiln_catalog::model::{NewEntry, Role, Status, TokenKind};
 use kiln_catalog::testkit::Backend;
 use kiln_market::Client;
 use kiln_market::api::uploads::Import;
+use kiln_market::auth::{SESSION_COOKIE, issue_token};
 use kiln_market::client::{ClientError, NoProgress};
 use kiln_market::ingest::Declared;
 use reqwest::StatusCode;
@@ -187,8 +188,10 @@ async fn declared_digest_size_and_cap_are_enforced(backend: Backend) {
     assert_eq!(status, 422);
     assert!(msg.contains("declared size 99999"), "{msg}");
 
+    // Far more than socket buffers hold: the answer must still reach the
+    // client that is sending it (crate::linger).
     let big = server.fresh.dir.path().join("big.raw");
-    std::fs::write(&big, raw_image(2 << 20, 3)).unwrap();
+    std::fs::write(&big, raw_image(32 << 20, 3)).unwrap();
     let e3 = client.create_entry(&new_entry("cap")).await.unwrap();
     let (status, _) = api_status(
         client
@@ -456,13 +459,29 @@ async fn push_resumes_an_interrupted_upload(backend: Backend) {
     server.stop().await;
 }
 
-async fn sweeper_collects_abandoned_uploads(backend: Backend) {
+/// A request to the API with a web login's cookie.
+async fn with_login_cookie(server: &Server, cookie: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/entries", server.url))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn sweeper_collects_abandoned_uploads_and_expired_logins(backend: Backend) {
     let server = start(backend, |c| {
         c.session_ttl_secs = 1;
+        c.login_ttl_secs = 1;
         c.sweep_interval_secs = Some(3600); // swept by hand below
     })
     .await;
     let (client, _, _) = developer(&server).await;
+    let login = issue_token(&server.state, "dev", TokenKind::Session)
+        .await
+        .unwrap();
+    assert_eq!(with_login_cookie(&server, &login).await, StatusCode::OK);
     let e = client.create_entry(&new_entry("abandoned")).await.unwrap();
     let s = client.start_session(e.id).await.unwrap();
     client
@@ -483,9 +502,15 @@ async fn sweeper_collects_abandoned_uploads(backend: Backend) {
     std::fs::write(server.spool().join("left.part"), b"x").unwrap();
     assert_eq!(server.state.blobs.list("uploads").await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        with_login_cookie(&server, &login).await,
+        StatusCode::UNAUTHORIZED,
+        "a login older than login_ttl_secs is refused before it is swept"
+    );
     let report = kiln_market::sweeper::sweep_once(&server.state)
         .await
         .unwrap();
+    assert_eq!(report.logins, 1, "{report:?}");
     assert_eq!(
         (
             report.sessions,
@@ -603,7 +628,7 @@ on_both_backends!(
     import_by_url_from_a_loopback_server,
     resumable_session_protocol,
     push_resumes_an_interrupted_upload,
-    sweeper_collects_abandoned_uploads,
+    sweeper_collects_abandoned_uploads_and_expired_logins,
     external_locations_redirect_and_series,
     openapi_and_metrics,
 );

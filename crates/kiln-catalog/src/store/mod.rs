@@ -38,7 +38,16 @@ pub trait Store: Send + Sync + 'static {
     async fn set_role(&self, name: &str, role: Role) -> Result<bool>;
     /// Stores the hash of a token (never the token).
     async fn insert_token(&self, hash: &str, user: &str, kind: TokenKind) -> Result<()>;
-    async fn user_by_token(&self, hash: &str, kind: TokenKind) -> Result<Option<User>>;
+    /// The user a token names, if it was issued at or after `issued_after`
+    /// (web logins expire; API tokens pass `None`).
+    async fn user_by_token(
+        &self,
+        hash: &str,
+        kind: TokenKind,
+        issued_after: Option<DateTime<Utc>>,
+    ) -> Result<Option<User>>;
+    /// Deletes the tokens of `kind` issued before `before`; returns how many.
+    async fn delete_tokens_before(&self, kind: TokenKind, before: DateTime<Utc>) -> Result<u64>;
     /// Revokes a token (web logout); returns whether it existed.
     async fn delete_token(&self, hash: &str) -> Result<bool>;
 

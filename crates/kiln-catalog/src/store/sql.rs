@@ -507,16 +507,31 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn user_by_token(&self, hash: &str, kind: TokenKind) -> Result<Option<User>> {
+    async fn user_by_token(
+        &self,
+        hash: &str,
+        kind: TokenKind,
+        issued_after: Option<DateTime<Utc>>,
+    ) -> Result<Option<User>> {
         let row = sqlx::query(
             "SELECT u.name, u.role, u.created, u.password_hash FROM tokens t JOIN users u ON u.name = t.user_name \
-             WHERE t.hash = $1 AND t.kind = $2",
+             WHERE t.hash = $1 AND t.kind = $2 AND t.created >= $3",
         )
         .bind(hash)
         .bind(kind.as_str())
+        .bind(issued_after.map_or(i64::MIN, millis))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn delete_tokens_before(&self, kind: TokenKind, before: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM tokens WHERE kind = $1 AND created < $2")
+            .bind(kind.as_str())
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn delete_token(&self, hash: &str) -> Result<bool> {

@@ -3,7 +3,6 @@
 //! send chunks at their offset, ask the offset, finish with the digest.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_RANGE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -19,6 +18,7 @@ use crate::access::writable_entry;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::ingest::{self, Declared};
+use crate::linger::UploadBody;
 use crate::state::AppState;
 
 /// The header that carries a session's offset (bytes received so far).
@@ -35,7 +35,7 @@ pub async fn put_file(
     Path(id): Path<Uuid>,
     Query(declared): Query<Declared>,
     headers: HeaderMap,
-    body: Body,
+    body: UploadBody,
 ) -> ApiResult<(StatusCode, Json<Entry>)> {
     let entry = writable_entry(&state, &caller, id).await?;
     if let Some(len) = content_length(&headers)
@@ -44,7 +44,7 @@ pub async fn put_file(
         return Err(ApiError::too_large(state.config.max_upload_bytes));
     }
     let entry = ingest::begin(&state, entry).await?;
-    let spool = ingest::spool_stream(&state, &entry, body.into_data_stream(), 0);
+    let spool = ingest::spool_stream(&state, &entry, body, 0);
     let entry = ingest::receive(&state, &entry, &declared, spool).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
@@ -228,15 +228,14 @@ pub async fn put_chunk(
     caller: Caller,
     Path(sid): Path<Uuid>,
     headers: HeaderMap,
-    body: Body,
+    body: UploadBody,
 ) -> ApiResult<Response> {
     let (session, entry) = owned_session(&state, &caller, sid).await?;
     let start = chunk_start(&headers)?.unwrap_or(session.offset);
     if start != session.offset {
         return Ok(offset_mismatch(session.offset, start));
     }
-    let spooled =
-        ingest::spool_stream(&state, &entry, body.into_data_stream(), session.offset).await?;
+    let spooled = ingest::spool_stream(&state, &entry, body, session.offset).await?;
     let len = spooled.len;
     let key = format!(
         "uploads/{sid}/{:020}-{}",

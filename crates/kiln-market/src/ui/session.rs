@@ -65,8 +65,10 @@ pub async fn login(
             let token = issue_token(&state, &user.name, TokenKind::Session).await?;
             tracing::info!(user = %user.name, "web login");
             let mut r = see_other(next);
-            r.headers_mut()
-                .append(SET_COOKIE, ctx.cookie(SESSION_COOKIE, &token, None));
+            r.headers_mut().append(
+                SET_COOKIE,
+                ctx.cookie(SESSION_COOKIE, &token, Some(login_max_age(&state))),
+            );
             Ok(r)
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
@@ -103,4 +105,9 @@ pub async fn logout(
     r.headers_mut()
         .append(SET_COOKIE, ctx.cookie(SESSION_COOKIE, "", Some(0)));
     Ok(r)
+}
+
+/// The session cookie's Max-Age: the server's login lifetime.
+fn login_max_age(state: &AppState) -> u32 {
+    u32::try_from(state.config.login_ttl_secs).unwrap_or(u32::MAX)
 }

@@ -26,6 +26,7 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server 
         spool_dir: fresh.dir.path().join("spool"),
         max_upload_bytes: kiln_market::config::DEFAULT_MAX_UPLOAD,
         session_ttl_secs: 3600,
+        login_ttl_secs: kiln_market::config::DEFAULT_LOGIN_TTL_SECS,
         sweep_interval_secs: None,
         signing: None,
     };
