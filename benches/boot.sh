@@ -14,7 +14,9 @@
 # line KILN-READY on the serial console, printed by kiln-ready.service, which
 # is ordered after kiln-agent.service and cloud-final.service. Boots run one
 # at a time, the order of the three rotating each round; one untimed boot of
-# each first. Prints a Markdown table of medians.
+# each first. Prints a Markdown table of medians, with the time the
+# contextualization units themselves ran (kiln-agent-local + kiln-agent, or
+# cloud-init's four; from systemd's timestamps, printed by kiln-ready).
 #
 #   benches/boot.sh [RUNS]        (default 5)
 #   KILN=path/to/kiln             (default: target/release/kiln, built if missing)
@@ -108,7 +110,10 @@ boot() {
   if [ "$case" = plain ] && grep -qa 'kiln-ready: hostname bench1' "$console"; then
     echo "plain: the masked agent ran anyway" >&2; exit 1
   fi
-  echo "$(echo "$t1 - $t0" | bc) $uptime"
+  # The contextualization units' own time (kiln-ready prints each unit's).
+  local units
+  units=$(grep -a -o 'kiln-ready: unit [a-z-]* [0-9]* ms' "$console" | awk '{s += $4} END {printf "%.2f", s / 1000}')
+  echo "$(echo "$t1 - $t0" | bc) $uptime $units"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -119,19 +124,21 @@ for c in "${cases[@]}"; do boot "$c" >/dev/null; done
 for ((r = 0; r < runs; r++)); do
   for ((i = 0; i < ${#cases[@]}; i++)); do
     c=${cases[$(((i + r) % ${#cases[@]}))]}
-    read -r wall up <<<"$(boot "$c")"
-    echo "run $((r + 1)) $c: ${wall} s (guest uptime ${up} s)" >&2
+    read -r wall up units <<<"$(boot "$c")"
+    echo "run $((r + 1)) $c: ${wall} s (guest uptime ${up} s, its units ${units} s)" >&2
     echo "$wall" >>"$work/$c.wall"
     echo "$up" >>"$work/$c.uptime"
+    echo "$units" >>"$work/$c.units"
   done
 done
 
 plain=$(median <"$work/plain.wall")
-printf '| boot (median of %d) | qemu start → KILN-READY (s) | guest uptime at KILN-READY (s) | added to the plain boot (s) |\n|---|---|---|---|\n' "$runs"
+printf '| boot (median of %d) | qemu start → KILN-READY (s) | guest uptime at KILN-READY (s) | added to the plain boot (s) | its units ran (s) |\n|---|---|---|---|---|\n' "$runs"
 for c in "${cases[@]}"; do
   wall=$(median <"$work/$c.wall")
   up=$(median <"$work/$c.uptime")
-  printf '| %s | %.1f | %.1f | %+.1f |\n' "$c" "$wall" "$up" "$(echo "$wall - $plain" | bc)"
+  units=$(median <"$work/$c.units")
+  printf '| %s | %.1f | %.1f | %+.1f | %.2f |\n' "$c" "$wall" "$up" "$(echo "$wall - $plain" | bc)" "$units"
 done
 echo
 echo "runs (s): $(for c in "${cases[@]}"; do echo -n "$c: $(tr '\n' ' ' <"$work/$c.wall")  "; done)"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs once contextualization is over (kiln-ready.service): prints the
-# hostname, each NIC's MAC and addresses, and the kernel's uptime on the
-# console, then the line `KILN-READY` that boot tests and benches/boot.sh
+# hostname, each NIC's MAC and addresses, how long each contextualization
+# unit ran, and the kernel's uptime on the console, then the line `KILN-READY` that boot tests and benches/boot.sh
 # wait for. Scripts in /etc/kiln-ready.d run first; their output goes to
 # the console too.
 {
@@ -14,6 +14,16 @@
         [ "$name" = lo ] && continue
         addresses=$(ip -o addr show dev "$name" | awk '{print $4}' | tr '\n' ' ')
         echo "kiln-ready: nic $name $(cat "$nic/address") $addresses"
+    done
+    # How long each contextualization unit ran (start to finish, as systemd
+    # saw it): the agent's or cloud-init's own share of the boot.
+    for unit in kiln-agent-local kiln-agent cloud-init-local cloud-init cloud-config cloud-final; do
+        times=$(systemctl show "$unit.service" -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic -p LoadState 2>/dev/null) || continue
+        case $times in *LoadState=loaded*) ;; *) continue ;; esac
+        start=$(echo "$times" | sed -n 's/^InactiveExitTimestampMonotonic=//p')
+        end=$(echo "$times" | sed -n 's/^ActiveEnterTimestampMonotonic=//p')
+        [ "${start:-0}" -gt 0 ] && [ "${end:-0}" -ge "$start" ] || continue
+        echo "kiln-ready: unit $unit $(( (end - start) / 1000 )) ms"
     done
     echo "KILN-READY uptime $(cut -d' ' -f1 /proc/uptime)"
 } > /dev/console 2>&1
