@@ -1,9 +1,11 @@
-//! `kiln metadata serve` end to end: it announces each VM's token and
+//! The metadata service end to end, alone (`kiln metadata serve`) and inside
+//! the marketplace (`kiln serve --vm ...`): it announces each VM's token and
 //! seedfrom URL, and answers over HTTP on loopback.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Lines, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 fn http(method: &str, url: &str, body: &str) -> (u16, String) {
     let rest = url.strip_prefix("http://").unwrap();
@@ -90,27 +92,45 @@ fn answers_for_the_vm(root: &str, seedfrom: &str, listen: &str) {
     assert!(enc.contains("nginx"), "{enc}");
 }
 
-fn stop(mut child: std::process::Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// A `kiln` server started in `dir` with the VM arguments, killed when dropped.
+struct Server {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(VM_ARGS)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Server { child, lines }
+    }
+
+    /// The next line it printed on stdout.
+    fn line(&mut self) -> String {
+        self.lines.next().unwrap().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn metadata_serve_announces_and_answers() {
     let dir = descriptions();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["metadata", "serve", "--listen", "127.0.0.1:0", "--json"])
-        .args(VM_ARGS)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let announce: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let mut server = Server::start(dir.path(), &["metadata", "serve", "--json"]);
+    let announce: serde_json::Value = serde_json::from_str(&server.line()).unwrap();
     let vm = &announce["vms"][0];
     let seedfrom = vm["seedfrom"].as_str().unwrap().to_string();
     assert_eq!(
@@ -124,32 +144,22 @@ fn metadata_serve_announces_and_answers() {
     );
     let listen = announce["listen"].as_str().unwrap();
     answers_for_the_vm(&format!("http://{listen}"), &seedfrom, listen);
-    stop(child);
 }
 
 #[test]
 fn kiln_serve_carries_the_metadata_service_beside_the_marketplace() {
     let dir = descriptions();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--data", "data", "--listen", "127.0.0.1:0"])
-        .args(VM_ARGS)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || lines.next().unwrap().unwrap();
-    let first = next();
+    let mut server = Server::start(dir.path(), &["serve", "--data", "data"]);
+    let first = server.line();
     let listen = first
         .strip_prefix("kiln: serving on http://")
         .unwrap_or_else(|| panic!("{first}"))
         .to_string();
     assert_eq!(
-        next(),
+        server.line(),
         format!("kiln: metadata service on http://{listen}/metadata/")
     );
-    let vm = next();
+    let vm = server.line();
     let seedfrom = vm
         .strip_prefix("  VM 0 (web1): seedfrom ")
         .unwrap_or_else(|| panic!("{vm}"))
@@ -161,7 +171,6 @@ fn kiln_serve_carries_the_metadata_service_beside_the_marketplace() {
     assert_eq!(status, 200);
     let (status, _) = http("GET", &format!("http://{listen}/api/v1/users"), "");
     assert_eq!(status, 401);
-    stop(child);
 }
 
 #[test]
