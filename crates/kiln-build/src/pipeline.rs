@@ -152,13 +152,16 @@ pub fn build(
     };
     let backend = Mmdebstrap;
 
-    let (plan, bootstrap_identity) = r.run(Stage::Resolve, |_| {
+    let (plan, bootstrap_identity, bootstrap_arguments) = r.run(Stage::Resolve, |_| {
         let plan = plan::resolve(
             &opts.template,
             opts.formats.as_deref(),
             opts.mirror.as_deref(),
         )?;
         let identity = backend.identity()?;
+        // The backend's exact command line (the root a placeholder) keys the
+        // bootstrap stage: a change in how kiln calls it is a new root.
+        let arguments = backend.arguments(&plan.bootstrap, Path::new("ROOT"))?;
         let detail = format!(
             "{} {} {} ({}), digest {}",
             plan.template.name,
@@ -167,7 +170,7 @@ pub fn build(
             plan.bootstrap.arch,
             &plan.digest[..12]
         );
-        Ok(((plan, identity), Some(detail)))
+        Ok(((plan, identity, arguments), Some(detail)))
     })?;
     for w in plan.warnings.clone() {
         r.warn(Stage::Resolve, w);
@@ -198,13 +201,14 @@ pub fn build(
     })?;
 
     // Keys: each tree stage hashes its inputs with the key before it.
+    let bootstrap = json!({"backend": bootstrap_identity, "arguments": bootstrap_arguments});
     let mut keys = Vec::new();
     let mut parent = String::new();
     for &stage in Stage::TREE {
         let inputs = json!({
             "kiln": env!("CARGO_PKG_VERSION"),
             "logic": STAGE_LOGIC,
-            "inputs": stage_inputs(&plan, stage, &bootstrap_identity, &agent),
+            "inputs": stage_inputs(&plan, stage, &bootstrap, &agent),
         });
         parent = hash::key(&parent, stage.name(), &inputs);
         keys.push(parent.clone());
@@ -412,7 +416,7 @@ impl AgentInput {
     }
 }
 
-fn stage_inputs(plan: &Plan, stage: Stage, bootstrap: &str, agent: &AgentInput) -> Value {
+fn stage_inputs(plan: &Plan, stage: Stage, bootstrap: &Value, agent: &AgentInput) -> Value {
     let t = &plan.template;
     match stage {
         Stage::Bootstrap => json!({

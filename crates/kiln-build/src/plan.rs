@@ -125,12 +125,21 @@ pub fn resolve(
         Distribution::Debian => vec!["main".to_string()],
         Distribution::Ubuntu => vec!["main".to_string(), "universe".to_string()],
     };
+    let extra_suites = if template.default_repositories {
+        let (suites, warning) =
+            kiln_rootfs::bootstrap::standard_suites(distribution, &template.os.release, &mirror);
+        warnings.extend(warning);
+        suites
+    } else {
+        Vec::new()
+    };
     let bootstrap = BootstrapSpec {
         distribution,
         release: template.os.release.clone(),
         arch: template.os.arch.debian_name().to_string(),
         mirror,
         components,
+        extra_suites,
     };
 
     let mut sources = Vec::new();

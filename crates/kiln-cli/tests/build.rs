@@ -41,6 +41,40 @@ fn minimal_example_boots_to_a_login_prompt_with_bios_and_uefi() {
     boot(&image, "qcow2", true, &["debian-minimal login:"]);
 }
 
+/// The other releases the builder supports, through the same backend: each
+/// builds to raw with its distribution's update and security suites in its
+/// apt sources, and boots (BIOS) to a login prompt.
+#[test]
+fn ubuntu_and_debian_trixie_boot_to_a_login_prompt() {
+    for (template, kernel_suffix, suites) in [
+        (
+            "examples/ubuntu-noble.yaml",
+            "-generic",
+            ["noble-updates", "noble-security"],
+        ),
+        (
+            "examples/debian-trixie.yaml",
+            "-amd64",
+            ["trixie-updates", "trixie-security"],
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        build(&repo(template), out.path(), &["--format", "raw"]);
+        let stem = Path::new(template).file_stem().unwrap().to_str().unwrap();
+        let m = manifest(out.path(), stem);
+        assert!(
+            m["kernel"].as_str().unwrap().ends_with(kernel_suffix),
+            "{m}"
+        );
+        let image = out.path().join(format!("{stem}.raw"));
+        let sources = debugfs_cat(&image, root_offset(&m), "/etc/apt/sources.list");
+        for suite in suites {
+            assert!(sources.contains(suite), "{template}: {sources}");
+        }
+        boot(&image, "raw", false, &[&format!("{stem} login:")]);
+    }
+}
+
 #[test]
 fn rich_example_boots_with_its_files_commands_user_and_service() {
     let out = tempfile::tempdir().unwrap();

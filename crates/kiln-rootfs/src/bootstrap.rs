@@ -34,6 +34,61 @@ pub struct BootstrapSpec {
     pub arch: String,
     pub mirror: String,
     pub components: Vec<String>,
+    /// Suites beside the release, each `(URI, suite)`: by default its
+    /// -updates and -security (see [`standard_suites`]).
+    pub extra_suites: Vec<(String, String)>,
+}
+
+impl BootstrapSpec {
+    /// One-line apt sources: the release at the mirror, then the extra suites.
+    pub fn sources(&self) -> Vec<String> {
+        let components = self.components.join(" ");
+        std::iter::once((self.mirror.as_str(), self.release.as_str()))
+            .chain(
+                self.extra_suites
+                    .iter()
+                    .map(|(uri, suite)| (uri.as_str(), suite.as_str())),
+            )
+            .map(|(uri, suite)| format!("deb {uri} {suite} {components}"))
+            .collect()
+    }
+}
+
+/// What a distribution's own images take updates from beside `release`:
+/// `RELEASE-updates` at the mirror, and `RELEASE-security` — on Ubuntu at
+/// the mirror, on Debian in the `debian-security` archive beside a mirror
+/// whose path ends in `/debian` (as on deb.debian.org). Development releases
+/// have neither. Returns the suites and, when the security suite cannot be
+/// placed, a warning saying so.
+pub fn standard_suites(
+    distribution: Distribution,
+    release: &str,
+    mirror: &str,
+) -> (Vec<(String, String)>, Option<String>) {
+    if matches!(release, "sid" | "unstable" | "experimental" | "devel") {
+        return (Vec::new(), None);
+    }
+    let mut suites = vec![(mirror.to_string(), format!("{release}-updates"))];
+    let security = match distribution {
+        Distribution::Ubuntu => Some(mirror.to_string()),
+        Distribution::Debian => mirror
+            .trim_end_matches('/')
+            .strip_suffix("/debian")
+            .map(|base| format!("{base}/debian-security")),
+    };
+    match security {
+        Some(uri) => {
+            suites.push((uri, format!("{release}-security")));
+            (suites, None)
+        }
+        None => (
+            suites,
+            Some(format!(
+                "no security archive known beside the mirror {mirror}: the image gets no \
+                 {release}-security updates unless a repository in the template names them"
+            )),
+        ),
+    }
 }
 
 pub trait Bootstrap {
@@ -67,11 +122,13 @@ impl Mmdebstrap {
                 )));
             }
             args.push(format!("--keyring={UBUNTU_KEYRING}"));
-            args.push("--include=ubuntu-keyring".into());
+            // Ubuntu gives apt Priority: important, so minbase (Essential and
+            // required) leaves out the tool every later stage installs with.
+            args.push("--include=ubuntu-keyring,apt".into());
         }
         args.push(spec.release.clone());
         args.push(root.display().to_string());
-        args.push(spec.mirror.clone());
+        args.extend(spec.sources());
         Ok(args)
     }
 }
@@ -212,6 +269,12 @@ mod tests {
             arch: "amd64".into(),
             mirror: "http://deb.debian.org/debian".into(),
             components: vec!["main".into(), "contrib".into()],
+            extra_suites: standard_suites(
+                Distribution::Debian,
+                "trixie",
+                "http://deb.debian.org/debian/",
+            )
+            .0,
         };
         let args = Mmdebstrap.arguments(&spec, Path::new("/w/root")).unwrap();
         assert_eq!(
@@ -224,8 +287,50 @@ mod tests {
                 "--dpkgopt=force-unsafe-io",
                 "trixie",
                 "/w/root",
-                "http://deb.debian.org/debian"
+                "deb http://deb.debian.org/debian trixie main contrib",
+                "deb http://deb.debian.org/debian/ trixie-updates main contrib",
+                "deb http://deb.debian.org/debian-security trixie-security main contrib",
             ]
+        );
+    }
+
+    #[test]
+    fn standard_suites_per_distribution() {
+        let (ubuntu, warning) = standard_suites(
+            Distribution::Ubuntu,
+            "noble",
+            "http://archive.ubuntu.com/ubuntu",
+        );
+        assert_eq!(
+            ubuntu,
+            [
+                (
+                    "http://archive.ubuntu.com/ubuntu".into(),
+                    "noble-updates".into()
+                ),
+                (
+                    "http://archive.ubuntu.com/ubuntu".into(),
+                    "noble-security".into()
+                ),
+            ]
+        );
+        assert_eq!(warning, None);
+        let (debian, warning) = standard_suites(
+            Distribution::Debian,
+            "bookworm",
+            "http://apt.example/mirror",
+        );
+        assert_eq!(
+            debian,
+            [(
+                "http://apt.example/mirror".into(),
+                "bookworm-updates".into()
+            )]
+        );
+        assert!(warning.unwrap().contains("bookworm-security"));
+        assert_eq!(
+            standard_suites(Distribution::Debian, "sid", "http://deb.debian.org/debian"),
+            (Vec::new(), None)
         );
     }
 }
