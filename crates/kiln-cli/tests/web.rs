@@ -125,6 +125,10 @@ fn web_ui_in_headless_chromium() {
         .to_string();
 
     // Seed: three entries, two of one series, with different os/arch/tags.
+    // The first entry is endorsed at push with a fresh Ed25519 key.
+    let mut c = kiln(&home);
+    c.arg("key").arg("gen").arg(dir.path().join("endorser"));
+    let endorser = run(c, "").trim().to_string();
     let mut seed_sha = String::new();
     for (i, (title, os, arch, tag, series)) in [
         (
@@ -160,6 +164,9 @@ fn web_ui_in_headless_chromium() {
         if let Some(s) = series {
             c.args(["--series", s]);
         }
+        if i == 0 {
+            c.arg("--sign").arg(dir.path().join("endorser.key"));
+        }
         run(c, "");
     }
 
@@ -182,6 +189,7 @@ fn web_ui_in_headless_chromium() {
         .env("KILN_URL", &url)
         .env("KILN_UPLOAD_IMAGE", &qcow2)
         .env("KILN_SEED_SHA256", &seed_sha)
+        .env("KILN_SEED_ENDORSER", &endorser)
         .env("CHROMIUM", &chromium)
         .output()
         .expect("node (scripts/setup installs nodejs)");

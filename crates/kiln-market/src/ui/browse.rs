@@ -199,9 +199,10 @@ pub async fn entry(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Strin
         }
         None => Vec::new(),
     };
+    let endorsements = state.store.endorsements(entry.id).await?;
     let body = EntryPage {
         ctx: &ctx,
-        e: Detail::new(&entry, now),
+        e: Detail::new(&entry, &endorsements, now),
         versions,
     };
     Ok(ctx.render(StatusCode::OK, body))

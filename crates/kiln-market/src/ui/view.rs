@@ -1,7 +1,7 @@
 //! Entries as the templates show them: plain strings, computed once.
 
 use chrono::{DateTime, Utc};
-use kiln_catalog::model::{Entry, Location};
+use kiln_catalog::model::{Endorsement, Entry, Location};
 
 /// 1536 → "1.5 KiB".
 pub fn human_bytes(n: u64) -> String {
@@ -81,15 +81,41 @@ pub struct Detail {
     pub external: Option<String>,
     pub tags: Vec<String>,
     pub properties: Vec<(String, String)>,
-    /// Each endorsement as compact JSON: the trust layer interprets them.
-    pub endorsements: Vec<String>,
+    /// The endorsements the marketplace verified when they were submitted.
+    pub endorsements: Vec<EndorsementRow>,
+    /// Endorsements carried in imported metadata (a legacy marketplace's),
+    /// as compact JSON: never verified here.
+    pub carried: Vec<String>,
     pub deprecated: Option<String>,
     pub replaces: Option<String>,
     pub replaced_by: Option<String>,
 }
 
+/// One verified endorsement on the entry page.
+pub struct EndorsementRow {
+    /// `ed25519:<hex>` or a certificate's subject and issuer.
+    pub endorser: String,
+    pub status: &'static str,
+    pub submitted_by: String,
+    pub created: String,
+    /// The endorser's reason for deprecating or revoking it.
+    pub reason: Option<String>,
+}
+
+impl EndorsementRow {
+    pub fn new(e: &Endorsement) -> EndorsementRow {
+        EndorsementRow {
+            endorser: e.endorser.clone(),
+            status: e.status.as_str(),
+            submitted_by: e.submitted_by.clone(),
+            created: date(e.created),
+            reason: e.reason.clone(),
+        }
+    }
+}
+
 impl Detail {
-    pub fn new(e: &Entry, now: DateTime<Utc>) -> Detail {
+    pub fn new(e: &Entry, endorsements: &[Endorsement], now: DateTime<Utc>) -> Detail {
         let mut fields = Vec::new();
         let mut add = |label: &'static str, value: Option<String>| {
             if let Some(value) = value {
@@ -146,7 +172,8 @@ impl Detail {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            endorsements: e.endorsements.iter().map(|v| v.to_string()).collect(),
+            endorsements: endorsements.iter().map(EndorsementRow::new).collect(),
+            carried: e.endorsements.iter().map(|v| v.to_string()).collect(),
             deprecated: e.deprecated.clone(),
             replaces: e.replaces.map(|u| u.to_string()),
             replaced_by: e.replaced_by.map(|u| u.to_string()),

@@ -14,6 +14,7 @@ import { chromium } from "playwright-core";
 const base = process.env.KILN_URL;
 const image = process.env.KILN_UPLOAD_IMAGE;
 const seedSha256 = process.env.KILN_SEED_SHA256;
+const seedEndorser = process.env.KILN_SEED_ENDORSER;
 assert.ok(base && image && seedSha256, "KILN_URL, KILN_UPLOAD_IMAGE and KILN_SEED_SHA256 are set");
 
 let browser;
@@ -133,11 +134,18 @@ test("the entry page shows checksums, locations, details and the versions of its
   assert.match(await page.textContent("#locations"), /stored in this marketplace/);
   assert.match(await page.textContent("#details"), /debian/);
   assert.equal(await page.locator("#versions tbody tr").count(), 2, "both entries of series debian-12");
-  assert.equal(await page.textContent("#no-endorsements"), "No endorsements.");
+  // Its endorsement, verified when `kiln push --sign` submitted it.
+  assert.equal(await page.locator("#endorsements tbody tr").count(), 1);
+  assert.equal(await page.textContent("#endorsements code.endorser"), seedEndorser);
+  assert.equal(await page.textContent("#endorsements td.status"), "active");
   // The download link serves the bytes whose digest the page shows.
   const href = await page.getAttribute("#download", "href");
   const body = await (await page.request.get(href)).body();
   assert.equal(createHash("sha256").update(body).digest("hex"), seedSha256);
+  // An entry nobody endorsed says so.
+  await page.goto("/?q=Alpine 3.20");
+  await Promise.all([page.waitForLoadState("load"), page.click("text=Alpine 3.20")]);
+  assert.equal(await page.textContent("#no-endorsements"), "No endorsements.");
   await context.close();
 });
 
