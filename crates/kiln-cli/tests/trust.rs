@@ -149,29 +149,14 @@ fn key_gen_sign_and_verify_with_ed25519_and_cms() {
     assert_eq!(v["verified"], true);
     assert_eq!(v["signer"]["fingerprint"], alice.trim());
     // Unknown signer, tampered bytes: exit 1 with the reason.
-    let out = env.code(
-        1,
-        &[
-            "verify",
-            s(&d("doc")),
-            s(&d("doc.sig")),
-            "--trust",
-            s(&d("bob.pub")),
-        ],
-    );
-    assert!(out.contains("unknown signer"), "{out}");
+    let refused = |trust: &str, reason: &str| {
+        let (doc, sig, trust) = (d("doc"), d("doc.sig"), d(trust));
+        let out = env.code(1, &["verify", s(&doc), s(&sig), "--trust", s(&trust)]);
+        assert!(out.contains(reason), "{out}");
+    };
+    refused("bob.pub", "unknown signer");
     std::fs::write(d("doc"), b"a manifest!\n").unwrap();
-    let out = env.code(
-        1,
-        &[
-            "verify",
-            s(&d("doc")),
-            s(&d("doc.sig")),
-            "--trust",
-            s(&d("alice.pub")),
-        ],
-    );
-    assert!(out.contains("bad signature"), "{out}");
+    refused("alice.pub", "bad signature");
 
     // CMS: kiln signs, openssl verifies; openssl signs, kiln verifies against a CA dir.
     let pki = TestPki::new("Kiln Test CA");
@@ -595,6 +580,18 @@ fn pull_tries_the_locations_in_order_and_names_each_failure() {
     let id = pushed["id"].as_str().unwrap().to_string();
     assert_eq!(pushed["locations"][0]["type"], "blob", "{pushed}");
     assert_eq!(pushed["locations"][1]["url"], good_url.as_str(), "{pushed}");
+    let text = market.code(
+        2,
+        &[
+            "push",
+            s(&d("img.raw")),
+            "--title",
+            "x",
+            "--mirror",
+            "ftp://127.0.0.1/img.raw",
+        ],
+    );
+    assert!(text.contains("mirrors must be http or https"), "{text}");
     // The marketplace's copy goes bad: the pull falls back to the mirror and says so.
     tamper_blob(&data, &d("img.raw"));
     let text = market.ok(&["pull", &id, "-o", s(&d("a.raw"))]);
