@@ -621,6 +621,19 @@ fn pull_tries_the_locations_in_order_and_names_each_failure() {
     };
     let dead = dead_url();
     let id2 = external(&[&dead, &wrong_url, &good_url]);
+    // The entry's page lists its locations in that order.
+    let page = curl(
+        "GET",
+        &format!("{}/entries/{id2}", market.url()),
+        None,
+        None,
+    );
+    let page = String::from_utf8(page).unwrap();
+    let at = |u: &str| {
+        page.find(&format!("external: <a href=\"{u}\""))
+            .unwrap_or_else(|| panic!("{u}: {page}"))
+    };
+    assert!(at(&dead) < at(&wrong_url) && at(&wrong_url) < at(&good_url));
     let pulled = market.json(&["pull", &id2, "-o", s(&d("b.raw"))]);
     assert_eq!(pulled["location"], good_url.as_str(), "{pulled}");
     assert_eq!(pulled["id"], id2.as_str());
