@@ -196,6 +196,12 @@ pub struct NewEntry {
     /// `bytes` and `checksums.sha256`; the entry is active at once.
     #[serde(default)]
     pub external_url: Option<String>,
+    /// Further http(s) URLs that serve the same bytes, tried in this order
+    /// after the entry's own copy (the stored upload, or `external_url`).
+    /// Clients verify what any of them serves against the entry's size and
+    /// digests.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
 }
 
 /// Changes an owner or admin may make to an entry's description.

@@ -16,7 +16,7 @@ use kiln_market::{AppState, Client, Config};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::output::byte_progress;
+use crate::output::{EXIT_NEGATIVE, byte_progress};
 
 #[derive(Subcommand)]
 pub enum MarketCommand {
@@ -146,6 +146,10 @@ pub struct PushArgs {
     /// Chunk size in MiB.
     #[arg(long, default_value_t = DEFAULT_CHUNK >> 20)]
     chunk_mib: u64,
+    /// Another URL serving the same bytes, tried after the marketplace's
+    /// own copy when pulling (repeatable, in order).
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
     /// Endorse the new entry with this key (Ed25519, or the key of --sign-cert).
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
@@ -410,7 +414,7 @@ pub fn run(cmd: MarketCommand) -> anyhow::Result<ExitCode> {
                 let client = args.remote.client()?;
                 let policy = args.policy.policy()?;
                 let bar = Bar(byte_progress(0, args.remote.json));
-                let entry = client
+                let pulled = client
                     .pull_checked(args.id, &args.output, &bar, |entry| {
                         let Some(policy) = &policy else { return Ok(()) };
                         let report =
@@ -424,15 +428,28 @@ pub fn run(cmd: MarketCommand) -> anyhow::Result<ExitCode> {
                             Err(report.reasons())
                         }
                     })
-                    .await?;
+                    .await;
                 bar.0.finish_and_clear();
+                let pulled = match pulled {
+                    Ok(p) => p,
+                    // A verdict on the image exits 1, as `kiln policy check` does.
+                    Err(e) if e.is_refusal() => {
+                        eprintln!("kiln: {e}");
+                        return Ok(ExitCode::from(EXIT_NEGATIVE));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if args.remote.json {
-                    print_json(&entry)?;
+                    // The entry, as `kiln show --json` prints it, plus where the bytes came from.
+                    let mut shown = serde_json::to_value(&pulled.entry)?;
+                    shown["location"] = pulled.location.as_str().into();
+                    print_json(&shown)?;
                 } else {
                     eprintln!(
-                        "kiln: {} verified (sha256 {})",
+                        "kiln: {} verified (sha256 {}), from {}",
                         args.output.display(),
-                        entry.checksums.sha256.unwrap_or_default()
+                        pulled.entry.checksums.sha256.unwrap_or_default(),
+                        pulled.location
                     );
                 }
                 Ok(ExitCode::SUCCESS)
@@ -605,6 +622,7 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags,
         catalogue: args.catalogue,
         replaces: args.replaces,
+        mirrors: args.mirrors,
         ..Default::default()
     };
     // Load the signing key before uploading anything.

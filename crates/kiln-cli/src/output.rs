@@ -5,8 +5,12 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Exit codes that mean something to scripts.
-/// 0 success; 1 a negative answer (images differ, image unsafe); 2 an error.
+/// Exit codes that mean something to scripts (docs/trust.md, "Exit codes"):
+/// 0 success; 1 a negative answer, a verdict kiln reached by checking
+/// (images differ, image unsafe, a signature refused, an entry refused by
+/// the site policy, bytes that do not verify, a rolled-back or expired
+/// list); 2 an error, no verdict (bad arguments, unreachable server, I/O,
+/// a failed build).
 pub const EXIT_NEGATIVE: u8 = 1;
 pub const EXIT_FAILURE: u8 = 2;
 

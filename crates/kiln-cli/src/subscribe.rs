@@ -10,10 +10,10 @@ use clap::Args;
 use kiln_market::Client;
 use kiln_market::client::SubscribeFetch;
 use kiln_trust::TrustRoots;
-use kiln_trust::subscribe::{Report, sync};
+use kiln_trust::subscribe::{Report, SyncError, sync};
 
 use crate::market::Bar;
-use crate::output::{EXIT_FAILURE, byte_progress};
+use crate::output::{EXIT_FAILURE, EXIT_NEGATIVE, byte_progress};
 
 #[derive(Args)]
 pub struct SubscribeArgs {
@@ -58,7 +58,16 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
         sync(&fetch, &url, &roots, &args.cache, chrono::Utc::now()).await
     });
     bar.0.finish_and_clear();
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        // A refused list (signature, rollback, expiry) is a verdict: exit 1,
+        // as `kiln verify` and `kiln policy check` do. The cache is untouched.
+        Err(e @ (SyncError::Signature { .. } | SyncError::Stale { .. })) => {
+            eprintln!("kiln: {e}");
+            return Ok(ExitCode::from(EXIT_NEGATIVE));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use kiln_trust::testkit::{KeyType, TestPki};
 use serde_json::Value;
 
 #[test]
@@ -200,10 +201,47 @@ fn rich_example_boots_with_its_files_commands_user_and_service() {
 #[test]
 fn every_output_format_passes_its_consumers() {
     let out = tempfile::tempdir().unwrap();
+    // Signed with an X.509 certificate: a CMS signature of the manifest.
+    let pki = TestPki::new("Kiln Build CA");
+    let (cert, key) = pki.signer("builder", KeyType::Ecdsa);
     build(
         &repo("examples/debian-minimal.yaml"),
         out.path(),
-        &["--format", "raw,qcow2,vmdk,vhd,ova"],
+        &[
+            "--format",
+            "raw,qcow2,vmdk,vhd,ova",
+            "--sign",
+            key.to_str().unwrap(),
+            "--sign-cert",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let ca = pki.ca_cert();
+    let (manifest_path, sig, tampered) =
+        check_signed_manifest(out.path(), "debian-minimal", &ca, "/CN=builder");
+    // openssl reads the signature as kiln does: over the manifest, not over a changed one.
+    let cms_verify = |content: &Path| {
+        Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "PEM", "-in"])
+            .arg(&sig)
+            .arg("-content")
+            .arg(content)
+            .arg("-CAfile")
+            .arg(&ca)
+            .args(["-out", "/dev/null"])
+            .output()
+            .expect("openssl (scripts/setup installs it)")
+    };
+    let ok = cms_verify(&manifest_path);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = cms_verify(&tampered);
+    assert!(
+        !refused.status.success(),
+        "openssl accepted a changed manifest"
     );
     let raw = out.path().join("debian-minimal.raw");
     for (file, format) in [("qcow2", "qcow2"), ("vmdk", "vmdk"), ("vhd", "vpc")] {
@@ -274,6 +312,76 @@ fn every_output_format_passes_its_consumers() {
             fs::metadata(&vmdk).unwrap().len()
         )
     );
+}
+
+/// Checks what `kiln build --sign` left in `out`: `<stem>.manifest.json.sig`,
+/// which `kiln verify --trust TRUST` accepts as made by `signer`, over a
+/// manifest that binds every output by its size, sha256 and sha512 (as
+/// sha256sum and sha512sum compute them); the same manifest with one digit
+/// of a digest changed is refused (exit 1). Returns the manifest, the
+/// signature and the changed manifest.
+fn check_signed_manifest(
+    out: &Path,
+    stem: &str,
+    trust: &Path,
+    signer: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let manifest_path = out.join(format!("{stem}.manifest.json"));
+    let sig = out.join(format!("{stem}.manifest.json.sig"));
+    let verify = |doc: &Path| {
+        kiln()
+            .arg("verify")
+            .arg(doc)
+            .arg(&sig)
+            .arg("--trust")
+            .arg(trust)
+            .output()
+            .unwrap()
+    };
+    let verified = verify(&manifest_path);
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && text.contains("verified") && text.contains(signer),
+        "{text}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    let m = manifest(out, stem);
+    let outputs = m["outputs"].as_array().unwrap();
+    assert!(!outputs.is_empty(), "{m}");
+    for o in outputs {
+        let file = out.join(o["file"].as_str().unwrap());
+        assert_eq!(
+            fs::metadata(&file).unwrap().len(),
+            o["size"].as_u64().unwrap()
+        );
+        for (tool, digest) in [("sha256sum", "sha256"), ("sha512sum", "sha512")] {
+            let line = run(Command::new(tool).arg(&file));
+            assert_eq!(
+                line.split_whitespace().next(),
+                o[digest].as_str(),
+                "{tool} {}",
+                file.display()
+            );
+        }
+    }
+
+    // One byte of the manifest changed: a digest of the first output.
+    let bytes = fs::read(&manifest_path).unwrap();
+    let digest = outputs[0]["sha256"].as_str().unwrap().as_bytes();
+    let at = bytes
+        .windows(digest.len())
+        .position(|w| w == digest)
+        .expect("the digest in the manifest");
+    let mut changed = bytes.clone();
+    changed[at] = if changed[at] == b'0' { b'1' } else { b'0' };
+    let tampered = out.join("tampered.manifest.json");
+    fs::write(&tampered, changed).unwrap();
+    let refused = verify(&tampered);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    (manifest_path, sig, tampered)
 }
 
 /// The scratch directory of the kiln process `pid` (see kiln_build::cache).
@@ -456,6 +564,9 @@ fn the_agent_and_its_units_are_installed_when_a_binary_is_given() {
     // land in the image, enabled.
     let agent = dir.path().join("kiln-agent");
     fs::copy("/usr/bin/true", &agent).unwrap();
+    // Signed with an Ed25519 key.
+    let key = dir.path().join("builder");
+    let fingerprint = run(kiln().args(["key", "gen"]).arg(&key));
     let output = kiln()
         .env("KILN_AGENT_BINARY", &agent)
         .env("KILN_AGENT_UNITS", repo("crates/kiln-agent/systemd"))
@@ -463,13 +574,20 @@ fn the_agent_and_its_units_are_installed_when_a_binary_is_given() {
         .arg(&template)
         .arg("-o")
         .arg(&out)
-        .args(["--json", "--format", "raw"])
+        .args(["--json", "--format", "raw", "--sign"])
+        .arg(key.with_extension("key"))
         .output()
         .unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    check_signed_manifest(
+        &out,
+        "kiln-derived",
+        &key.with_extension("pub"),
+        fingerprint.trim(),
     );
     let events = events(&output.stdout);
     let detail = finished(&events, "agent")["detail"]

@@ -37,6 +37,59 @@ pub enum ClientError {
     /// The site's policy refused the entry; nothing was downloaded.
     #[error("refused by the site policy: {0}")]
     Refused(String),
+    /// No location of the entry gave verified bytes; nothing was written.
+    #[error("every location failed: {}", list_failures(.0))]
+    Locations(Vec<LocationFailure>),
+}
+
+/// Why one location of an entry could not be used.
+#[derive(Debug)]
+pub struct LocationFailure {
+    pub url: url::Url,
+    pub error: ClientError,
+}
+
+fn list_failures(failures: &[LocationFailure]) -> String {
+    failures
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("({}) {}: {}", i + 1, f.url, with_causes(&f.error)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An error and what caused it ("connection refused" sits in a source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl ClientError {
+    /// A verdict on the image rather than a failure to get one: the site
+    /// policy refused it, or its bytes did not verify (from every location
+    /// tried). A script can tell "do not use this" from "try again later".
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ClientError::Refused(_) | ClientError::Verify(_) => true,
+            ClientError::Locations(failures) => failures.iter().all(|f| f.error.is_refusal()),
+            _ => false,
+        }
+    }
+}
+
+/// A verified download: the entry and the location its bytes came from.
+#[derive(Debug)]
+pub struct Pulled {
+    pub entry: Entry,
+    pub location: url::Url,
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -307,20 +360,22 @@ impl Client {
 
     /// Downloads an entry's image to `dest`: resumes from `dest.part`,
     /// verifies size and sha256, and renames into place only when both match.
-    pub async fn pull(&self, id: Uuid, dest: &Path, progress: &dyn Progress) -> Result<Entry> {
+    pub async fn pull(&self, id: Uuid, dest: &Path, progress: &dyn Progress) -> Result<Pulled> {
         self.pull_checked(id, dest, progress, |_| Ok(())).await
     }
 
     /// `pull` that first lets `admit` judge the entry's metadata (a site
     /// policy: endorsements, expiry, deny lists) and refuses before any byte
-    /// is written; then tries the entry's locations in order.
+    /// is written; then tries the entry's locations in order until one gives
+    /// verified bytes. When none does, the error lists each one's failure
+    /// and nothing is left behind.
     pub async fn pull_checked(
         &self,
         id: Uuid,
         dest: &Path,
         progress: &dyn Progress,
         admit: impl FnOnce(&Entry) -> std::result::Result<(), String>,
-    ) -> Result<Entry> {
+    ) -> Result<Pulled> {
         let entry = self.entry(id).await?;
         admit(&entry).map_err(ClientError::Refused)?;
         let size = entry
@@ -351,22 +406,35 @@ impl Client {
         if sources.is_empty() {
             sources.push(server_copy);
         }
+        // With one location a partial download stays to be resumed; with
+        // several, bytes from one location are never resumed from another.
+        let several = sources.len() > 1;
         let mut failures = Vec::new();
-        for url in &sources {
-            match self.download(url, dest, &expected, progress).await {
-                Ok(()) => return Ok(entry),
-                Err(e) if sources.len() > 1 => {
-                    tracing::warn!(%url, error = %e, "location failed; trying the next");
-                    let _ = std::fs::remove_file(part_path(dest));
-                    failures.push(format!("{url}: {e}"));
+        for url in sources {
+            match self.download(&url, dest, &expected, progress).await {
+                Ok(()) => {
+                    if !failures.is_empty() {
+                        tracing::info!(%url, "pulled from a later location");
+                    }
+                    return Ok(Pulled {
+                        entry,
+                        location: url,
+                    });
                 }
-                Err(e) => return Err(e),
+                Err(error) => {
+                    tracing::warn!(%url, error = %with_causes(&error), "location failed");
+                    if several {
+                        let _ = std::fs::remove_file(part_path(dest));
+                    }
+                    failures.push(LocationFailure { url, error });
+                }
             }
         }
-        Err(ClientError::Verify(format!(
-            "every location failed: {}",
-            failures.join("; ")
-        )))
+        if several {
+            Err(ClientError::Locations(failures))
+        } else {
+            Err(failures.pop().expect("one location").error)
+        }
     }
 
     pub async fn endorse(&self, id: Uuid, signature: &str) -> Result<Endorsement> {

@@ -19,6 +19,18 @@ fn is_hex_digest(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// An http or https URL, for a field named `field`.
+fn check_http_url(field: &str, url: &str) -> ApiResult<()> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be http or https"
+        )));
+    }
+    Ok(())
+}
+
 fn validate_checksums(c: &Checksums) -> ApiResult<()> {
     for (name, value, len) in [
         ("sha256", &c.sha256, 64),
@@ -86,24 +98,24 @@ pub async fn create(
         }
     }
     let now = Utc::now();
-    let (status, locations) = match &new.external_url {
-        Some(url) => {
-            let parsed = url::Url::parse(url)
-                .map_err(|e| ApiError::bad_request(format!("external_url: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ApiError::bad_request("external_url must be http or https"));
-            }
-            if new.bytes.is_none() || new.checksums.sha256.is_none() {
-                return Err(ApiError::bad_request(
-                    "an external image needs bytes and checksums.sha256",
-                ));
-            }
-            (
-                Status::Active,
-                vec![Location::External { url: url.clone() }],
-            )
+    let mut locations = Vec::new();
+    if let Some(url) = &new.external_url {
+        check_http_url("external_url", url)?;
+        if new.bytes.is_none() || new.checksums.sha256.is_none() {
+            return Err(ApiError::bad_request(
+                "an external image needs bytes and checksums.sha256",
+            ));
         }
-        None => (Status::Queued, Vec::new()),
+        locations.push(Location::External { url: url.clone() });
+    }
+    for url in &new.mirrors {
+        check_http_url("mirrors", url)?;
+        locations.push(Location::External { url: url.clone() });
+    }
+    let status = if new.external_url.is_some() {
+        Status::Active
+    } else {
+        Status::Queued
     };
     let entry = Entry {
         id: Uuid::new_v4(),

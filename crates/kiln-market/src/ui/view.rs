@@ -78,7 +78,8 @@ pub struct Detail {
     /// (algorithm, hex digest), strongest first.
     pub checksums: Vec<(&'static str, String)>,
     pub stored: bool,
-    pub external: Option<String>,
+    /// External URLs (the registered one, then mirrors), in the order clients try them.
+    pub external: Vec<String>,
     pub tags: Vec<String>,
     pub properties: Vec<(String, String)>,
     /// The endorsements the marketplace verified when they were submitted.
@@ -165,7 +166,14 @@ impl Detail {
                 .locations
                 .iter()
                 .any(|l| matches!(l, Location::Blob { .. })),
-            external: e.external_url().map(str::to_string),
+            external: e
+                .locations
+                .iter()
+                .filter_map(|l| match l {
+                    Location::External { url } => Some(url.clone()),
+                    Location::Blob { .. } => None,
+                })
+                .collect(),
             tags: e.tags.clone(),
             properties: e
                 .properties
