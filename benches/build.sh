@@ -2,7 +2,8 @@
 # kiln build against the same steps done by hand, in one run, on this machine.
 #
 #   cold:    kiln build examples/debian-minimal.yaml with an empty cache
-#            vs  debootstrap --variant=minbase + chroot apt-get install of the
+#            vs  debootstrap --variant=minbase + the same apt suites (release,
+#                -updates, -security) + chroot apt-get install of the
 #                template's packages + mke2fs -d (the steps kiln automates)
 #   rebuild: a template extending debian-minimal with one file; the file's
 #            content changes, then kiln build runs again with its cache
@@ -31,6 +32,9 @@ t0=$(seconds)
 unshare --mount --propagation private -- bash -euc '
   root=$1; mirror=$2; shift 2
   debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
+  # The suites kiln takes by default: the release, -updates and -security.
+  printf "deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s-security bookworm-security main\n" \
+    "$mirror" "$mirror" "$mirror" >"$root/etc/apt/sources.list"
   mount -t proc proc "$root/proc"; mount --rbind /sys "$root/sys"; mount --rbind /dev "$root/dev"
   chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null

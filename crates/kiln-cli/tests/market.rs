@@ -2,16 +2,18 @@
 //! push, search, show, pull, deprecate, login; a server killed with SIGKILL
 //! in the middle of many uploads; a client killed mid-push that resumes.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
+mod common;
+
 use kiln_catalog::testkit::{Backend, Fresh, fresh};
 use kiln_catalog::{BlobConfig, Blobs};
 use serde::Serialize;
 use serde_json::Value;
+
+use common::{Served, kiln_at_home};
 
 fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
@@ -79,14 +81,7 @@ impl Env {
 
     /// `kiln` with a private HOME (login file, push state) and no ambient server or token.
     fn kiln(&self) -> Command {
-        let mut c = Command::new(cargo_bin("kiln"));
-        c.env("HOME", &self.home)
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("KILN_SERVER")
-            .env_remove("KILN_TOKEN")
-            .env_remove("KILN_CLIENT_CONFIG");
-        c
+        kiln_at_home(&self.home)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -109,37 +104,7 @@ impl Env {
 
     /// `kiln serve ARGS` with its log (stderr) sent to `log`.
     fn serve_logging(&self, args: &[&str], log: impl Into<Stdio>) -> Served {
-        let mut child = self
-            .kiln()
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("kiln: serving on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
-        Served { child, url }
-    }
-}
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Served::start(self.kiln(), args, log)
     }
 }
 

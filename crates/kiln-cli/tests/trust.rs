@@ -10,12 +10,15 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use assert_cmd::cargo::cargo_bin;
+mod common;
+
 use kiln_trust::testkit::{KeyType, TestPki, openssl};
 use serde_json::Value;
+
+use common::{Served, kiln_at_home};
 
 struct Env {
     home: PathBuf,
@@ -29,14 +32,7 @@ impl Env {
     }
 
     fn kiln(&self) -> Command {
-        let mut c = Command::new(cargo_bin("kiln"));
-        c.env("HOME", &self.home)
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("KILN_SERVER")
-            .env_remove("KILN_TOKEN")
-            .env_remove("KILN_CLIENT_CONFIG");
-        c
+        kiln_at_home(&self.home)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -68,37 +64,7 @@ impl Env {
 
     /// `kiln serve` on a free port; `state` is `--data DIR` or `--config FILE`.
     fn serve(&self, state: &[&str]) -> Served {
-        let mut child = self
-            .kiln()
-            .arg("serve")
-            .args(state)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("kiln: serving on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
-        Served { child, url }
-    }
-}
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Served::start(self.kiln(), state, Stdio::null())
     }
 }
 

@@ -4,24 +4,16 @@
 //! headless Chromium driven by playwright-core. scripts/setup installs
 //! chromium, node and the npm packages; without them this test fails.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use assert_cmd::cargo::cargo_bin;
+mod common;
+
+use common::{Served, kiln_at_home};
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-market/tests/web")
-}
-
-fn kiln(home: &Path) -> Command {
-    let mut c = Command::new(cargo_bin("kiln"));
-    c.env("HOME", home)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("KILN_SERVER")
-        .env_remove("KILN_TOKEN");
-    c
 }
 
 fn run(mut cmd: Command, stdin: &str) -> String {
@@ -44,15 +36,6 @@ fn run(mut cmd: Command, stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `n` bytes a raw-image inspector accepts (no format's signature).
@@ -98,7 +81,7 @@ fn web_ui_in_headless_chromium() {
         ("dev", "developer"),
         ("reader", "reader"),
     ] {
-        let mut c = kiln(&home);
+        let mut c = kiln_at_home(&home);
         c.args(["user", "add", name, "--role", role, "--password-stdin"])
             .args(["--data", data]);
         let token = run(c, &format!("{name}-password\n"));
@@ -107,26 +90,12 @@ fn web_ui_in_headless_chromium() {
         }
     }
 
-    let mut child = kiln(&home)
-        .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let served = Served(child);
-    let url = line
-        .trim()
-        .strip_prefix("kiln: serving on ")
-        .unwrap_or_else(|| panic!("serve printed {line:?}"))
-        .to_string();
+    let served = Served::start(kiln_at_home(&home), &["--data", data], Stdio::null());
+    let url = served.url.clone();
 
     // Seed: three entries, two of one series, with different os/arch/tags.
     // The first entry is endorsed at push with a fresh Ed25519 key.
-    let mut c = kiln(&home);
+    let mut c = kiln_at_home(&home);
     c.arg("key").arg("gen").arg(dir.path().join("endorser"));
     let endorser = run(c, "").trim().to_string();
     let mut seed_sha = String::new();
@@ -156,7 +125,7 @@ fn web_ui_in_headless_chromium() {
         if i == 0 {
             seed_sha = sha256(&bytes);
         }
-        let mut c = kiln(&home);
+        let mut c = kiln_at_home(&home);
         c.arg("push")
             .arg(&path)
             .args(["--title", title, "--os", os, "--arch", arch, "--tag", tag])

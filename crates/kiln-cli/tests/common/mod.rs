@@ -1,6 +1,7 @@
-//! Helpers shared by the end-to-end tests that build images with `kiln build`
-//! and boot them in qemu (build.rs, boot.rs). Each test binary uses a part of
-//! them.
+//! Helpers shared by the end-to-end tests: building images with `kiln build`
+//! and booting them in qemu (build.rs, boot.rs), running `kiln` and `kiln
+//! serve` for the marketplace tests (market.rs, trust.rs, web.rs). Each test
+//! binary uses a part of them.
 #![allow(dead_code)]
 
 use std::fs;
@@ -34,6 +35,60 @@ pub fn kiln() -> Command {
     cmd.env("KILN_CACHE_DIR", cache_dir())
         .env_remove("KILN_AGENT_BINARY");
     cmd
+}
+
+/// `kiln` for the marketplace tests: a private HOME (login file, push
+/// state) and no ambient server, token or client configuration.
+pub fn kiln_at_home(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("KILN_SERVER")
+        .env_remove("KILN_TOKEN")
+        .env_remove("KILN_CLIENT_CONFIG");
+    c
+}
+
+/// A `kiln serve` on a free loopback port, killed when dropped.
+pub struct Served {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, from its first line.
+    pub url: String,
+}
+
+impl Served {
+    /// Runs `kiln serve ARGS --listen 127.0.0.1:0` from `kiln` (a `kiln`
+    /// command), its log (stderr) to `log`; waits for its first line.
+    pub fn start(mut kiln: Command, args: &[&str], log: impl Into<Stdio>) -> Served {
+        let mut child = kiln
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("kiln: serving on ")
+            .unwrap_or_else(|| panic!("kiln serve printed {line:?}"))
+            .to_string();
+        Served { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Builds `template` into `out` with `--json`; returns the events.
