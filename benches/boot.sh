@@ -112,7 +112,7 @@ boot() {
   fi
   # The contextualization units' own time (kiln-ready prints each unit's).
   local units
-  units=$(grep -a -o 'kiln-ready: unit [a-z-]* [0-9]* ms' "$console" | awk '{s += $4} END {printf "%.2f", s / 1000}')
+  units=$({ grep -a -o 'kiln-ready: unit [a-z-]* [0-9]* ms' "$console" || true; } | awk '{s += $4} END {printf "%.2f", s / 1000}')
   echo "$(echo "$t1 - $t0" | bc) $uptime $units"
 }
 

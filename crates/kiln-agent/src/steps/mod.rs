@@ -142,6 +142,9 @@ pub const STEPS: &[Step] = &[
 /// go on. Returns the records in order.
 pub fn run_stage(stage: Stage, env: &Env<'_>) -> Vec<(String, StepRecord)> {
     let mut records = Vec::new();
+    // Per-instance steps that applied: recorded as done only once what they
+    // wrote is on disk, so a crash makes them run again rather than be skipped.
+    let mut applied = Vec::new();
     for step in STEPS.iter().filter(|s| s.stage == stage) {
         let started = Instant::now();
         let instance = &env.context.instance_id;
@@ -153,11 +156,8 @@ pub fn run_stage(stage: Stage, env: &Env<'_>) -> Vec<(String, StepRecord)> {
         } else {
             (step.run)(env)
         };
-        if step.frequency == Frequency::Instance
-            && matches!(result, Ok(Done::Applied(_)))
-            && let Err(e) = env.state.mark(instance, step.name)
-        {
-            log::warn(&format!("{}: cannot record that it ran: {e}", step.name));
+        if step.frequency == Frequency::Instance && matches!(result, Ok(Done::Applied(_))) {
+            applied.push(step.name);
         }
         let millis = started.elapsed().as_millis() as u64;
         let (outcome, detail) = match result {
@@ -186,6 +186,12 @@ pub fn run_stage(stage: Stage, env: &Env<'_>) -> Vec<(String, StepRecord)> {
                     .map_or(0, |d| d.as_secs()),
             },
         ));
+    }
+    crate::files::sync_filesystems();
+    for step in applied {
+        if let Err(e) = env.state.mark(&env.context.instance_id, step) {
+            log::warn(&format!("{step}: cannot record that it ran: {e}"));
+        }
     }
     records
 }
