@@ -3,7 +3,7 @@
 //! in the middle of many uploads; a client killed mid-push that resumes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -13,7 +13,7 @@ use kiln_catalog::{BlobConfig, Blobs};
 use serde::Serialize;
 use serde_json::Value;
 
-use common::{Served, kiln_at_home};
+use common::{Env, Served};
 
 fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
@@ -68,22 +68,7 @@ fn config_file_named(f: &Fresh, ttl: u64, name: &str, spool: &str) -> PathBuf {
     path
 }
 
-struct Env {
-    home: PathBuf,
-}
-
 impl Env {
-    fn new(dir: &Path) -> Env {
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        Env { home }
-    }
-
-    /// `kiln` with a private HOME (login file, push state) and no ambient server or token.
-    fn kiln(&self) -> Command {
-        kiln_at_home(&self.home)
-    }
-
     fn ok(&self, args: &[&str]) -> String {
         let out = self.kiln().args(args).output().unwrap();
         assert!(

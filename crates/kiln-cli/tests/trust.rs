@@ -18,23 +18,9 @@ mod common;
 use kiln_trust::testkit::{KeyType, TestPki, openssl};
 use serde_json::Value;
 
-use common::{Served, kiln_at_home};
-
-struct Env {
-    home: PathBuf,
-}
+use common::{Env, Served};
 
 impl Env {
-    fn new(dir: &Path) -> Env {
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        Env { home }
-    }
-
-    fn kiln(&self) -> Command {
-        kiln_at_home(&self.home)
-    }
-
     fn run(&self, args: &[&str]) -> Output {
         self.kiln().args(args).output().unwrap()
     }

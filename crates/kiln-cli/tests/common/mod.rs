@@ -50,6 +50,25 @@ pub fn kiln_at_home(home: &Path) -> Command {
     c
 }
 
+/// A marketplace test's client side: a private HOME under the test's
+/// directory. Test files add their own helpers in `impl Env` blocks.
+pub struct Env {
+    pub home: PathBuf,
+}
+
+impl Env {
+    pub fn new(dir: &Path) -> Env {
+        let home = dir.join("home");
+        fs::create_dir_all(&home).unwrap();
+        Env { home }
+    }
+
+    /// `kiln` with that HOME (see [`kiln_at_home`]).
+    pub fn kiln(&self) -> Command {
+        kiln_at_home(&self.home)
+    }
+}
+
 /// A `kiln serve` on a free loopback port, killed when dropped.
 pub struct Served {
     pub child: Child,
