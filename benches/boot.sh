@@ -21,6 +21,7 @@
 #   benches/boot.sh [RUNS]        (default 5)
 #   KILN=path/to/kiln             (default: target/release/kiln, built if missing)
 #   KILN_CACHE_DIR=DIR            (the build cache; default kiln's own)
+#   KILN_BENCH_KEEP=1             (keep the work directory: images, consoles)
 # Needs root (kiln build), the Debian mirror, qemu-system-x86_64, debugfs,
 # the musl target for scripts/build-agent.
 set -euo pipefail
@@ -33,7 +34,11 @@ if [ -z "$kiln" ]; then
   kiln=${CARGO_TARGET_DIR:-$repo/target}/release/kiln
 fi
 work=$(mktemp -d /var/tmp/kiln-bench-boot.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${KILN_BENCH_KEEP:-}" ]; then
+  echo "keeping $work" >&2
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 mac=52:54:00:6b:69:6c
 
 agent=$(scripts/build-agent)

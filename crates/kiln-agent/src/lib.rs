@@ -19,6 +19,7 @@ pub mod files;
 pub mod grow;
 pub mod http;
 pub mod log;
+pub mod online;
 pub mod root;
 pub mod sources;
 pub mod state;

@@ -391,7 +391,13 @@ fn kiln_agent_applies_each_datasource_at_boot() {
         let name = boot.name;
         match result {
             Ok(console) => {
-                let wrong = check(&console, &boot);
+                let mut wrong = check(&console, &boot);
+                // Every context here runs a script, and the agent waits for
+                // the network before it (its final stage is not ordered
+                // after network-online.target).
+                if !console.contains("kiln-agent: network online (") {
+                    wrong.push("the agent never waited for the network".into());
+                }
                 if !wrong.is_empty() {
                     failures.push(format!("{name}: {wrong:#?}\nconsole:\n{console}"));
                 }

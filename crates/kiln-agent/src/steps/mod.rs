@@ -3,7 +3,9 @@
 //!
 //! Stage `local` runs before the network is configured (systemd:
 //! `kiln-agent-local.service`, before network-pre.target); stage `final`
-//! after the network is online (`kiln-agent.service`).
+//! once the network is being configured (`kiln-agent.service`, after
+//! network.target). Steps that reach out wait for the network themselves
+//! ([`crate::online`]).
 
 mod cm;
 mod network;
@@ -17,6 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::context::{Context, Found};
 use crate::log;
+use crate::online::Network;
 use crate::root::Root;
 use crate::state::{State, StepRecord};
 
@@ -58,6 +61,7 @@ pub struct Env<'a> {
     pub context: &'a Context,
     pub found: &'a Found,
     pub state: &'a State,
+    pub network: &'a Network,
 }
 
 type StepFn = fn(&Env<'_>) -> Result<Done, String>;

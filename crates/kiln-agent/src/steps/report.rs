@@ -40,6 +40,7 @@ pub fn ready(env: &Env<'_>) -> Result<Done, String> {
     if env.context.ready.is_empty() {
         return Ok(Done::Skipped("no one to report to".into()));
     }
+    env.network.wait_online();
     let client = Client::new(Duration::from_secs(5));
     let mut done = Vec::new();
     let mut failed = Vec::new();

@@ -78,6 +78,8 @@ pub fn run_script(
 
 /// Runs argv inside the root with the context's variables, output logged.
 pub fn run_argv(env: &Env<'_>, argv: &[&str], cwd: &str, label: &str) -> Result<String, String> {
+    // What a context runs (scripts, puppet, chef) may expect the network.
+    env.network.wait_online();
     let log_dir = env.root.at("/var/log/kiln-agent");
     ensure_dir(&log_dir, 0o700, None)?;
     let log_path = log_dir.join(format!("{}.log", file_name(label)));
