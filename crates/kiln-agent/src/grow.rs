@@ -21,11 +21,11 @@ fn read_at(file: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, String> 
     Ok(buf)
 }
 
-fn write_at(file: &mut File, offset: u64, bytes: &[u8]) -> Result<(), String> {
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| e.to_string())?;
-    file.write_all(bytes)
-        .map_err(|e| format!("write at {offset}: {e}"))
+/// What growing takes: bytes to write at offsets, in order, and the
+/// partition's new size.
+struct Growth {
+    writes: Vec<(u64, Vec<u8>)>,
+    bytes: u64,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -40,27 +40,39 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// to the end of the disk. Returns the new size in bytes, or None when there
 /// was nothing to grow.
 pub fn grow_partition(disk: &Path, number: u32) -> Result<Option<u64>, String> {
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .open(disk)
-        .map_err(|e| format!("cannot open {}: {e}", disk.display()))?;
+    let cannot_open = |e: std::io::Error| format!("cannot open {}: {e}", disk.display());
+    // Planned on a read-only handle: closing a disk that was open for
+    // writing makes udev probe it and each of its partitions again, which
+    // costs a boot under emulation more than the agent's whole run.
+    let mut file = File::open(disk).map_err(cannot_open)?;
     let size = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     let sectors = size / SECTOR;
     let mbr = read_at(&mut file, 0, 512)?;
     if mbr[510..512] != [0x55, 0xAA] {
         return Err(format!("{}: no partition table", disk.display()));
     }
-    let result = if mbr[450] == 0xEE {
+    let growth = if mbr[450] == 0xEE {
         grow_gpt(&mut file, sectors, number)?
     } else {
-        grow_mbr(&mut file, &mbr, sectors, number)?
+        grow_mbr(&mbr, sectors, number)?
     };
+    let Some(growth) = growth else {
+        return Ok(None);
+    };
+    let mut file = File::options()
+        .write(true)
+        .open(disk)
+        .map_err(cannot_open)?;
+    for (offset, bytes) in &growth.writes {
+        file.seek(SeekFrom::Start(*offset))
+            .and_then(|_| file.write_all(bytes))
+            .map_err(|e| format!("write at {offset}: {e}"))?;
+    }
     file.sync_all().map_err(|e| e.to_string())?;
-    Ok(result)
+    Ok(Some(growth.bytes))
 }
 
-fn grow_mbr(file: &mut File, mbr: &[u8], sectors: u64, number: u32) -> Result<Option<u64>, String> {
+fn grow_mbr(mbr: &[u8], sectors: u64, number: u32) -> Result<Option<Growth>, String> {
     if !(1..=4).contains(&number) {
         return Err(format!("MBR partition {number} is not a primary partition"));
     }
@@ -82,11 +94,16 @@ fn grow_mbr(file: &mut File, mbr: &[u8], sectors: u64, number: u32) -> Result<Op
     if new_length * SECTOR < length * SECTOR + MIN_GROWTH {
         return Ok(None);
     }
-    write_at(file, entry as u64 + 12, &(new_length as u32).to_le_bytes())?;
-    Ok(Some(new_length * SECTOR))
+    Ok(Some(Growth {
+        writes: vec![(
+            entry as u64 + 12,
+            (new_length as u32).to_le_bytes().to_vec(),
+        )],
+        bytes: new_length * SECTOR,
+    }))
 }
 
-fn grow_gpt(file: &mut File, sectors: u64, number: u32) -> Result<Option<u64>, String> {
+fn grow_gpt(file: &mut File, sectors: u64, number: u32) -> Result<Option<Growth>, String> {
     let header = read_at(file, SECTOR, SECTOR as usize)?;
     if &header[0..8] != b"EFI PART" {
         return Err("protective MBR but no GPT header".into());
@@ -147,15 +164,19 @@ fn grow_gpt(file: &mut File, sectors: u64, number: u32) -> Result<Option<u64>, S
         let crc = crc32fast::hash(&h[..header_size]);
         h[16..20].copy_from_slice(&crc.to_le_bytes());
     }
-    // Backup first: the primary, written last, is what tools trust.
-    write_at(file, backup_entries_lba * SECTOR, &entries)?;
-    write_at(file, backup_lba * SECTOR, &backup)?;
-    write_at(file, entries_lba * SECTOR, &entries)?;
-    write_at(file, SECTOR, &primary)?;
     // The protective MBR covers the whole disk (at most 2 TiB of it).
     let protective = (sectors - 1).min(u64::from(u32::MAX)) as u32;
-    write_at(file, 446 + 12, &protective.to_le_bytes())?;
-    Ok(Some((last_usable - first + 1) * SECTOR))
+    Ok(Some(Growth {
+        // Backup first: the primary, written last, is what tools trust.
+        writes: vec![
+            (backup_entries_lba * SECTOR, entries.clone()),
+            (backup_lba * SECTOR, backup),
+            (entries_lba * SECTOR, entries),
+            (SECTOR, primary),
+            (446 + 12, protective.to_le_bytes().to_vec()),
+        ],
+        bytes: (last_usable - first + 1) * SECTOR,
+    }))
 }
 
 /// The block device mounted at `/`, from /proc/self/mountinfo's major:minor.

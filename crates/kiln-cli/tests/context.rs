@@ -195,6 +195,61 @@ fn nocloud_vfat_from_kiln_yaml() {
     );
 }
 
+/// A cloud-config given as the VM's user_data, beyond kiln's subset.
+const USER_DATA: &str = "#cloud-config
+ssh_deletekeys: false
+ssh_genkeytypes: [ed25519]
+packages: [nginx, {name: git}]
+package_update: yes
+bootcmd:
+  - [sh, -c, 'echo \"early\" > /run/early']
+apt:
+  preserve_sources_list: on
+  sources:
+    extra.list: {source: 'deb http://deb.example.org/ stable main'}
+write_files:
+  - {path: /etc/motd, content: \"hello\\n\", permissions: '0644'}
+runcmd:
+  - [touch, /tmp/done]
+";
+
+/// Every key of the user's cloud-config reaches the seed with the value
+/// cloud-init's own YAML loader (PyYAML, YAML 1.1: `yes`, `on` are true)
+/// reads from the original, beside what kiln translated itself.
+#[test]
+fn user_data_reaches_cloud_init_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let user_data: String = USER_DATA.lines().map(|l| format!("    {l}\n")).collect();
+    let vm = write(
+        dir.path(),
+        "vm.yaml",
+        &format!(
+            "name: ud1\ncontext:\n  set_hostname: ud1\n  username: alice\n  user_data: |\n{user_data}"
+        ),
+    );
+    let original = write(dir.path(), "original.yaml", USER_DATA);
+    let iso = dir.path().join("seed.iso").to_str().unwrap().to_string();
+    kiln()
+        .args(["context", "nocloud", &vm, "-o", &iso])
+        .assert()
+        .success();
+    let seeded = tool("isoinfo", &["-R", "-i", &iso, "-x", "/user-data"]);
+    let seeded = write(dir.path(), "seeded.yaml", &text(seeded));
+    let check = r##"
+import sys, yaml
+original = yaml.safe_load(open(sys.argv[1]))
+seeded = yaml.safe_load(open(sys.argv[2]))
+assert open(sys.argv[2]).readline() == "#cloud-config\n"
+for key, value in original.items():
+    assert seeded.get(key) == value, (key, value, seeded.get(key))
+assert seeded["hostname"] == "ud1", seeded
+assert [u["name"] for u in seeded["users"]] == ["alice"], seeded
+print("ok")
+"##;
+    let out = text(tool("python3", &["-c", check, &original, &seeded]));
+    assert_eq!(out.trim(), "ok");
+}
+
 #[test]
 fn configdrive_iso() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,8 +13,15 @@
 //! | `users[0].sudo` | USERNAME_SUDO / GRANT_SUDO (default YES) |
 //! | `users[0].shell` | USERNAME_SHELL |
 //! | `write_files`, `runcmd` | USER_DATA holding a cloud-config with just those, base64 (one-context runs exactly these two) |
+//!
+//! The other way, a USER_DATA that is itself a cloud-config is merged into
+//! the translation whole: its write_files and runcmd, its users and keys
+//! beside the context's, its hostname and timezone where the variables set
+//! none, and every other key (packages, bootcmd, apt…) kept as it came in
+//! [`CloudConfig::other`], so a NoCloud or ConfigDrive seed hands cloud-init
+//! all of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -41,6 +48,9 @@ pub struct CloudConfig {
     pub write_files: Vec<WriteFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runcmd: Vec<Command>,
+    /// Top-level keys outside the subset, as they came.
+    #[serde(flatten, default)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// `users:` holds `default` (the distribution's user) or full entries.
@@ -141,18 +151,6 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
-/// The keys of the subset; others are reported as not translated.
-const SUBSET_KEYS: &[&str] = &[
-    "hostname",
-    "fqdn",
-    "timezone",
-    "disable_root",
-    "ssh_authorized_keys",
-    "users",
-    "write_files",
-    "runcmd",
-];
-
 const SUDO_ALL: &str = "ALL=(ALL) NOPASSWD:ALL";
 
 impl CloudConfig {
@@ -163,25 +161,17 @@ impl CloudConfig {
             Error::Invalid(format!("cloud-config: {}", first_line(&e.to_string())))
         };
         let all: serde_json::Value = serde_saphyr::from_str(text).map_err(invalid)?;
-        let others: BTreeSet<String> = match &all {
-            serde_json::Value::Object(map) => map
-                .keys()
-                .filter(|k| !SUBSET_KEYS.contains(&k.as_str()))
-                .cloned()
-                .collect(),
-            serde_json::Value::Null => BTreeSet::new(),
+        let config: CloudConfig = match all {
+            serde_json::Value::Object(_) => serde_saphyr::from_str(text).map_err(invalid)?,
+            serde_json::Value::Null => CloudConfig::default(),
             _ => {
                 return Err(Error::Invalid(
                     "cloud-config: expected a map at the top".into(),
                 ));
             }
         };
-        let config = if all.is_null() {
-            CloudConfig::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(invalid)?
-        };
-        Ok((config, others.into_iter().collect()))
+        let others = config.other.keys().cloned().collect();
+        Ok((config, others))
     }
 
     /// The document with its `#cloud-config` header.
@@ -252,7 +242,7 @@ pub fn is_cloud_config(text: &str) -> bool {
 }
 
 /// Context variables → cloud-config. A USER_DATA that is itself a
-/// cloud-config contributes its write_files and runcmd.
+/// cloud-config is merged in (the variables win where both set a value).
 pub fn from_variables(variables: &Variables) -> Result<CloudConfig> {
     let mut config = CloudConfig {
         timezone: non_empty(variables, "TIMEZONE").map(str::to_string),
@@ -305,10 +295,39 @@ pub fn from_variables(variables: &Variables) -> Result<CloudConfig> {
     }
     if let Some(data) = user_data(variables)?.filter(|d| is_cloud_config(d)) {
         let (embedded, _) = CloudConfig::parse(&data)?;
-        config.write_files = embedded.write_files;
-        config.runcmd = embedded.runcmd;
+        config.merge_user_data(embedded);
     }
     Ok(config)
+}
+
+impl CloudConfig {
+    /// Takes in a USER_DATA cloud-config: lists add up (a user the context
+    /// already defines keeps the context's entry), single values fill in
+    /// only where the context set none, other keys come along.
+    fn merge_user_data(&mut self, embedded: CloudConfig) {
+        self.hostname = self.hostname.take().or(embedded.hostname);
+        self.fqdn = self.fqdn.take().or(embedded.fqdn);
+        self.timezone = self.timezone.take().or(embedded.timezone);
+        self.disable_root = self.disable_root.or(embedded.disable_root);
+        self.ssh_authorized_keys
+            .extend(embedded.ssh_authorized_keys);
+        let defined: BTreeSet<String> = self
+            .users
+            .iter()
+            .filter_map(|u| match u {
+                UserEntry::User(user) => Some(user.name.clone()),
+                UserEntry::Named(_) => None,
+            })
+            .collect();
+        self.users
+            .extend(embedded.users.into_iter().filter(|u| match u {
+                UserEntry::User(user) => !defined.contains(&user.name),
+                UserEntry::Named(_) => true,
+            }));
+        self.write_files.extend(embedded.write_files);
+        self.runcmd.extend(embedded.runcmd);
+        self.other.extend(embedded.other);
+    }
 }
 
 /// cloud-config → context variables (the reverse of [`from_variables`]).
@@ -435,6 +454,48 @@ mod tests {
                 Command::Shell("echo $HOME".into())
             ]
         );
+    }
+
+    #[test]
+    fn user_data_cloud_config_is_merged_whole() {
+        let data = "#cloud-config\nhostname: ignored\ntimezone: Europe/Paris\nssh_deletekeys: false\npackages: [nginx, {name: git}]\nbootcmd:\n  - [sh, -c, 'echo early']\napt:\n  preserve_sources_list: true\nusers:\n  - default\n  - name: alice\n    shell: /bin/zsh\n  - name: bob\nssh_authorized_keys: [ssh-rsa K2]\n";
+        let v = variables(&[
+            ("SET_HOSTNAME", "web1"),
+            ("USERNAME", "alice"),
+            ("SSH_PUBLIC_KEY", "ssh-ed25519 K1"),
+            ("USER_DATA", data),
+        ]);
+        let config = from_variables(&v).unwrap();
+        assert_eq!(config.hostname.as_deref(), Some("web1"), "the context wins");
+        assert_eq!(config.timezone.as_deref(), Some("Europe/Paris"));
+        let names: Vec<String> = config
+            .users
+            .iter()
+            .map(|u| match u {
+                UserEntry::User(user) => user.name.clone(),
+                UserEntry::Named(name) => name.clone(),
+            })
+            .collect();
+        assert_eq!(names, ["alice", "default", "bob"]);
+        assert_eq!(user(&config).shell, None, "the context's alice is kept");
+        assert_eq!(config.ssh_authorized_keys, ["ssh-rsa K2"]);
+        // What kiln does not translate reaches cloud-init as it came.
+        let (again, others) = CloudConfig::parse(&config.to_yaml()).unwrap();
+        assert_eq!(others, ["apt", "bootcmd", "packages", "ssh_deletekeys"]);
+        assert_eq!(again.other["ssh_deletekeys"], serde_json::json!(false));
+        assert_eq!(
+            again.other["packages"],
+            serde_json::json!(["nginx", {"name": "git"}])
+        );
+        assert_eq!(
+            again.other["bootcmd"],
+            serde_json::json!([["sh", "-c", "echo early"]])
+        );
+        assert_eq!(
+            again.other["apt"],
+            serde_json::json!({"preserve_sources_list": true})
+        );
+        assert_eq!(again, config);
     }
 
     #[test]
