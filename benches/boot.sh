@@ -50,9 +50,23 @@ KILN_AGENT_BINARY=$agent KILN_AGENT_UNITS=$repo/crates/kiln-agent/systemd \
   "$kiln" build examples/debian-agent.yaml -o "$work/agent" --format raw >/dev/null 2>"$work/build-agent.log"
 "$kiln" build examples/debian-cloud-init.yaml -o "$work/cloud-init" --format raw >/dev/null 2>"$work/build-cloud-init.log"
 
-# kernel, initrd and command line of an image, as its grub.cfg names them
-extract() { # DIR NAME
-  local dir=$1 name=$2 offset grub
+# The same SSH host keys in every image (kiln removes them at build time):
+# generated at first boot they take 4-11 s under TCG, at random, which
+# buries a difference under a second. No case generates keys then;
+# cloud-init, which deletes and regenerates them unless told not to, is told.
+mkdir "$work/hostkeys"
+for type in rsa ecdsa ed25519; do
+  ssh-keygen -q -t "$type" -N '' -C kiln-bench -f "$work/hostkeys/ssh_host_${type}_key"
+done
+printf 'cd /etc/ssh\n' >"$work/hostkeys.debugfs"
+for key in "$work"/hostkeys/*; do printf 'write %s %s\n' "$key" "${key##*/}"; done >>"$work/hostkeys.debugfs"
+echo 'ssh_deletekeys: false' >"$work/keep-host-keys.cfg"
+{ cat "$work/hostkeys.debugfs"; printf 'cd /etc/cloud/cloud.cfg.d\nwrite %s 90-kiln-bench.cfg\n' "$work/keep-host-keys.cfg"; } >"$work/cloud-init.debugfs"
+
+# kernel, initrd and command line of an image, as its grub.cfg names them;
+# then the debugfs commands that write the host keys into it
+extract() { # DIR NAME DEBUGFS-COMMANDS
+  local dir=$1 name=$2 commands=$3 offset grub
   offset=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(p["offset"] for p in m["disk"]["partitions"] if p["role"]=="root"))' "$dir/$name.manifest.json")
   grub=$(debugfs -R 'cat /boot/grub/grub.cfg' "$dir/$name.raw?offset=$offset" 2>/dev/null)
   read -r _ kernel cmdline <<<"$(grep -m1 -E '^\s*linux ' <<<"$grub")"
@@ -60,24 +74,12 @@ extract() { # DIR NAME
   debugfs -R "dump $kernel $dir/vmlinuz" "$dir/$name.raw?offset=$offset" 2>/dev/null
   debugfs -R "dump $initrd $dir/initrd.img" "$dir/$name.raw?offset=$offset" 2>/dev/null
   echo "$cmdline" >"$dir/cmdline"
-  # The same SSH host keys in every image (kiln removes them at build time):
-  # generated at first boot they take 4-11 s under TCG, at random, which
-  # buries a difference under a second. No case generates keys then.
-  # cloud-init deletes and regenerates them unless told not to.
-  printf 'cd /etc/ssh\n' >"$work/hostkeys.debugfs"
-  for key in "$work"/hostkeys/*; do printf 'write %s %s\n' "$key" "${key##*/}"; done >>"$work/hostkeys.debugfs"
-  printf 'cd /etc/cloud/cloud.cfg.d\nwrite %s 90-kiln-bench.cfg\n' "$work/keep-host-keys.cfg" >>"$work/hostkeys.debugfs"
-  debugfs -w -f "$work/hostkeys.debugfs" "$dir/$name.raw?offset=$offset" >/dev/null 2>&1
+  debugfs -w -f "$commands" "$dir/$name.raw?offset=$offset" >/dev/null 2>&1
   [ "$(debugfs -R 'ls /etc/ssh' "$dir/$name.raw?offset=$offset" 2>/dev/null | grep -o 'ssh_host_[a-z0-9]*_key\b' | sort -u | wc -l)" = 3 ] ||
     { echo "$name: the SSH host keys were not written" >&2; exit 1; }
 }
-mkdir "$work/hostkeys"
-echo 'ssh_deletekeys: false' >"$work/keep-host-keys.cfg"
-for type in rsa ecdsa ed25519; do
-  ssh-keygen -q -t "$type" -N '' -C kiln-bench -f "$work/hostkeys/ssh_host_${type}_key"
-done
-extract "$work/agent" debian-agent
-extract "$work/cloud-init" debian-cloud-init
+extract "$work/agent" debian-agent "$work/hostkeys.debugfs"
+extract "$work/cloud-init" debian-cloud-init "$work/cloud-init.debugfs"
 
 cat >"$work/vm.yaml" <<YAML
 name: bench1

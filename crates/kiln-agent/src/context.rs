@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use kiln_context::cloudconfig::{self, CloudConfig, UserEntry};
+use kiln_context::cloudconfig::{self, CloudConfig};
 use kiln_context::netconfig::{self, Interface, NetworkConfig};
 use kiln_context::onecontext::{Variables, parse_context_sh};
 use serde::{Deserialize, Serialize};
@@ -152,13 +152,9 @@ impl Context {
     /// The user the default keys go to: the first named user, else root.
     pub fn default_user(&self) -> String {
         self.config
-            .users
-            .iter()
-            .find_map(|u| match u {
-                UserEntry::User(user) => Some(user.name.clone()),
-                UserEntry::Named(_) => None,
-            })
-            .unwrap_or_else(|| "root".into())
+            .named_users()
+            .next()
+            .map_or_else(|| "root".into(), |u| u.name.clone())
     }
 }
 
@@ -658,6 +654,7 @@ fn ec2(found: &Found) -> Result<Context, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_context::cloudconfig::UserEntry;
 
     fn found(kind: Kind, files: &[(&str, &str)]) -> Found {
         Found {

@@ -184,6 +184,35 @@ impl CloudConfig {
     pub fn is_empty(&self) -> bool {
         *self == CloudConfig::default()
     }
+
+    /// The full user entries (not `default`), in order.
+    pub fn named_users(&self) -> impl Iterator<Item = &User> {
+        self.users.iter().filter_map(|u| match u {
+            UserEntry::User(user) => Some(user),
+            UserEntry::Named(_) => None,
+        })
+    }
+
+    /// Takes in a USER_DATA cloud-config: lists add up (a user the context
+    /// already defines keeps the context's entry), single values fill in
+    /// only where the context set none, other keys come along.
+    fn merge_user_data(&mut self, embedded: CloudConfig) {
+        self.hostname = self.hostname.take().or(embedded.hostname);
+        self.fqdn = self.fqdn.take().or(embedded.fqdn);
+        self.timezone = self.timezone.take().or(embedded.timezone);
+        self.disable_root = self.disable_root.or(embedded.disable_root);
+        self.ssh_authorized_keys
+            .extend(embedded.ssh_authorized_keys);
+        let defined: BTreeSet<String> = self.named_users().map(|u| u.name.clone()).collect();
+        self.users
+            .extend(embedded.users.into_iter().filter(|u| match u {
+                UserEntry::User(user) => !defined.contains(&user.name),
+                UserEntry::Named(_) => true,
+            }));
+        self.write_files.extend(embedded.write_files);
+        self.runcmd.extend(embedded.runcmd);
+        self.other.extend(embedded.other);
+    }
 }
 
 fn first_line(text: &str) -> &str {
@@ -300,36 +329,6 @@ pub fn from_variables(variables: &Variables) -> Result<CloudConfig> {
     Ok(config)
 }
 
-impl CloudConfig {
-    /// Takes in a USER_DATA cloud-config: lists add up (a user the context
-    /// already defines keeps the context's entry), single values fill in
-    /// only where the context set none, other keys come along.
-    fn merge_user_data(&mut self, embedded: CloudConfig) {
-        self.hostname = self.hostname.take().or(embedded.hostname);
-        self.fqdn = self.fqdn.take().or(embedded.fqdn);
-        self.timezone = self.timezone.take().or(embedded.timezone);
-        self.disable_root = self.disable_root.or(embedded.disable_root);
-        self.ssh_authorized_keys
-            .extend(embedded.ssh_authorized_keys);
-        let defined: BTreeSet<String> = self
-            .users
-            .iter()
-            .filter_map(|u| match u {
-                UserEntry::User(user) => Some(user.name.clone()),
-                UserEntry::Named(_) => None,
-            })
-            .collect();
-        self.users
-            .extend(embedded.users.into_iter().filter(|u| match u {
-                UserEntry::User(user) => !defined.contains(&user.name),
-                UserEntry::Named(_) => true,
-            }));
-        self.write_files.extend(embedded.write_files);
-        self.runcmd.extend(embedded.runcmd);
-        self.other.extend(embedded.other);
-    }
-}
-
 /// cloud-config → context variables (the reverse of [`from_variables`]).
 pub fn to_variables(config: &CloudConfig) -> Variables {
     let mut variables = Variables::new();
@@ -343,10 +342,7 @@ pub fn to_variables(config: &CloudConfig) -> Variables {
         config.fqdn.clone().or_else(|| config.hostname.clone()),
     );
     set("TIMEZONE", config.timezone.clone());
-    let user = config.users.iter().find_map(|u| match u {
-        UserEntry::User(user) => Some(user),
-        UserEntry::Named(_) => None,
-    });
+    let user = config.named_users().next();
     let mut keys: Vec<String> = user
         .map(|u| u.ssh_authorized_keys.clone())
         .unwrap_or_default();

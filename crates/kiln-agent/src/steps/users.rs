@@ -3,7 +3,7 @@
 use std::os::unix::fs::chown;
 use std::path::Path;
 
-use kiln_context::cloudconfig::{Sudo, User, UserEntry};
+use kiln_context::cloudconfig::{Sudo, User};
 
 use super::{Done, Env};
 use crate::accounts::{Account, Accounts, hash_password, valid_name};
@@ -11,15 +11,7 @@ use crate::files::{ensure_dir, read_text, write_atomic};
 use crate::root::Root;
 
 fn named_users<'a>(env: &Env<'a>) -> Vec<&'a User> {
-    env.context
-        .config
-        .users
-        .iter()
-        .filter_map(|u| match u {
-            UserEntry::User(user) => Some(user),
-            UserEntry::Named(_) => None,
-        })
-        .collect()
+    env.context.config.named_users().collect()
 }
 
 /// /bin/bash when the image has it (one-context's default), else /bin/sh.
