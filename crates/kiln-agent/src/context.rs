@@ -149,6 +149,23 @@ impl Context {
         }
     }
 
+    /// Whether the final stage has anything to do: deferred files, runcmd,
+    /// scripts, configuration management or a ready report. When it has
+    /// not, the local stage says so and systemd never starts it. Each final
+    /// step skips on the same fields (a test in `steps` holds them together).
+    pub fn needs_final_stage(&self) -> bool {
+        self.config
+            .write_files
+            .iter()
+            .any(|f| f.defer == Some(true))
+            || !self.config.runcmd.is_empty()
+            || !self.instance_scripts.is_empty()
+            || !self.boot_scripts.is_empty()
+            || self.puppet.is_some()
+            || self.chef.is_some()
+            || !self.ready.is_empty()
+    }
+
     /// The user the default keys go to: the first named user, else root.
     pub fn default_user(&self) -> String {
         self.config

@@ -25,6 +25,9 @@ use kiln_agent::steps::{Env, Stage, run_stage};
 
 /// Where the local stage leaves what it found for the final stage.
 const FOUND: &str = "/run/kiln-agent/found.json";
+/// Left by the local stage when the context asks nothing of the final
+/// stage; kiln-agent.service is not started then (ConditionPathExists=!).
+const FINAL_NOT_NEEDED: &str = "/run/kiln-agent/final-not-needed";
 
 const USAGE: &str = "usage: kiln-agent run [--stage local|final|all] [--root DIR] [--device FILE]... [--cmdline TEXT]
                       [--metadata-url URL] [--device-wait SECS] [--metadata-wait SECS] [--no-network]
@@ -139,6 +142,9 @@ fn run(args: RunArgs) -> ExitCode {
     let state = State::new(&args.root);
     let network = Network::new(&args.root);
     let local_only = args.stages == [Stage::Local];
+    if local_only {
+        let _ = std::fs::remove_file(args.root.at(FINAL_NOT_NEEDED));
+    }
     let mut stages = args.stages.clone();
     let found = if args.stages.contains(&Stage::Local) {
         sources::find_local(&search)
@@ -200,6 +206,9 @@ fn run(args: RunArgs) -> ExitCode {
         status.steps.clear();
         status.stages.clear();
     }
+    if local_only && !context.needs_final_stage() {
+        skip_final_stage(&args.root, &mut status);
+    }
     status.instance_id = Some(context.instance_id.clone());
     status.source = Some(found.origin.clone());
     status.warnings = context.warnings.clone();
@@ -237,6 +246,24 @@ fn run(args: RunArgs) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Tells systemd not to start the final stage: each of its steps would
+/// only have said "skipped", and a process started for nothing costs a
+/// busy boot a noticeable slice of its one CPU under emulation. Its records
+/// from an earlier boot go, so `kiln-agent status` shows this boot's.
+fn skip_final_stage(root: &Root, status: &mut Status) {
+    let final_stage = Stage::Final.name();
+    match write_atomic(&root.at(FINAL_NOT_NEEDED), b"", 0o644, None) {
+        Ok(()) => {
+            log::info("final stage: nothing to do, not started");
+            status
+                .steps
+                .retain(|(_, record)| record.stage != final_stage);
+            status.stages.remove(final_stage);
+        }
+        Err(e) => log::warn(&format!("the final stage will run for nothing: {e}")),
     }
 }
 

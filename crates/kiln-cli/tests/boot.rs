@@ -46,7 +46,14 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNRQ7tj0HCTUum5rX1MCemJq
 /// One VM for every datasource. The static address is in qemu's user
 /// network (10.0.2.0/24, gateway 10.0.2.2) so that the guest keeps reaching
 /// the host, but it is not the address qemu's DHCP hands out (10.0.2.15).
-fn vm_description() -> String {
+/// With `start_script` false the context asks nothing of the agent's final
+/// stage (no script, no report).
+fn vm_description(start_script: bool) -> String {
+    let start_script = if start_script {
+        "start_script: |\n    #!/bin/sh\n    echo \"start script ran on \\$(hostname)\" > /var/lib/kiln-start-marker"
+    } else {
+        ""
+    };
     format!(
         r#"name: kiln-boot1
 id: 7
@@ -62,9 +69,7 @@ context:
   set_hostname: $NAME
   username: alice
   ssh_public_key: {KEY}
-  start_script: |
-    #!/bin/sh
-    echo "start script ran on \$(hostname)" > /var/lib/kiln-start-marker
+  {start_script}
   user_data: |
     #cloud-config
     write_files:
@@ -75,14 +80,17 @@ context:
 }
 
 /// Lines the console must show once the guest got the whole context.
-fn expected() -> Vec<String> {
-    vec![
+fn expected(start_script: bool) -> Vec<String> {
+    let mut lines = vec![
         "kiln-ready: hostname kiln-boot1".to_string(),
         "report: keys-file alice 600".to_string(),
         format!("report: key {KEY}"),
         "report: file written for VM 7 by its context".to_string(),
-        "report: start start script ran on kiln-boot1".to_string(),
-    ]
+    ];
+    if start_script {
+        lines.push("report: start start script ran on kiln-boot1".to_string());
+    }
+    lines
 }
 
 /// The report's lines on a console, each from its `report:` or
@@ -103,7 +111,7 @@ fn report_lines(console: &str) -> Vec<&str> {
 /// Checks the console of a finished boot; returns what is wrong.
 fn check(console: &str, boot: &Boot) -> Vec<String> {
     let report = report_lines(console);
-    let mut wrong: Vec<String> = expected()
+    let mut wrong: Vec<String> = expected(boot.start_script)
         .into_iter()
         .filter(|l| !report.contains(&l.as_str()))
         .map(|l| format!("missing {l:?}"))
@@ -208,6 +216,9 @@ struct Boot {
     append: String,
     /// What the console must say about where the context came from.
     origin: String,
+    /// Whether the context runs a start script (vm.yaml), or not
+    /// (vm-local.yaml: nothing for the agent's final stage).
+    start_script: bool,
 }
 
 /// Boots `image` once per entry of `boots`, `parallel` qemu processes at a
@@ -275,9 +286,14 @@ enum Seed {
 
 /// `kiln context KIND vm.yaml -o FILE [ARGS]`.
 fn seed(dir: &Path, kind: &str, file: &str, args: &[&str]) -> PathBuf {
+    seed_of(dir, "vm.yaml", kind, file, args)
+}
+
+/// `kiln context KIND VM -o FILE [ARGS]`.
+fn seed_of(dir: &Path, vm: &str, kind: &str, file: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(file);
     run(kiln()
-        .args(["context", kind, "vm.yaml", "-o"])
+        .args(["context", kind, vm, "-o"])
         .arg(&out)
         .args(args)
         .current_dir(dir));
@@ -350,7 +366,8 @@ impl Drop for MetadataService {
 }
 
 fn write_vm(dir: &Path) {
-    fs::write(dir.join("vm.yaml"), vm_description()).unwrap();
+    fs::write(dir.join("vm.yaml"), vm_description(true)).unwrap();
+    fs::write(dir.join("vm-local.yaml"), vm_description(false)).unwrap();
 }
 
 #[test]
@@ -366,24 +383,41 @@ fn kiln_agent_applies_each_datasource_at_boot() {
             seed: cd(dir.path(), "iso"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (CONTEXT)".into(),
+            start_script: true,
         },
         Boot {
             name: "NoCloud seed",
             seed: cd(dir.path(), "nocloud"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (cidata)".into(),
+            start_script: true,
         },
         Boot {
             name: "ConfigDrive",
             seed: cd(dir.path(), "configdrive"),
             append: String::new(),
             origin: "kiln-agent: context from /dev/sr0 (config-2)".into(),
+            start_script: true,
         },
         Boot {
             name: "metadata service",
             seed: None,
             append: format!("ds=nocloud;s={}", service.guest_seedfrom()),
             origin: format!("kiln-agent: context from {}", service.guest_seedfrom()),
+            start_script: true,
+        },
+        Boot {
+            name: "NoCloud seed, nothing for the final stage",
+            seed: Some(Seed::Cdrom(seed_of(
+                dir.path(),
+                "vm-local.yaml",
+                "nocloud",
+                "local.iso",
+                &[],
+            ))),
+            append: String::new(),
+            origin: "kiln-agent: context from /dev/sr0 (cidata)".into(),
+            start_script: false,
         },
     ];
     let mut failures = Vec::new();
@@ -392,11 +426,22 @@ fn kiln_agent_applies_each_datasource_at_boot() {
         match result {
             Ok(console) => {
                 let mut wrong = check(&console, &boot);
-                // Every context here runs a script, and the agent waits for
-                // the network before it (its final stage is not ordered
-                // after network-online.target).
-                if !console.contains("kiln-agent: network online (") {
-                    wrong.push("the agent never waited for the network".into());
+                // A context with a script has the agent wait for the network
+                // before it (its final stage is not ordered after
+                // network-online.target); one without has no final stage.
+                let waited = console.contains("kiln-agent: network online (");
+                // systemd leaves the final stage out: only the local stage
+                // says where the context came from.
+                let final_skipped = console
+                    .contains("kiln-agent: final stage: nothing to do, not started")
+                    && console.matches("kiln-agent: context from").count() == 1;
+                if boot.start_script && (!waited || final_skipped) {
+                    wrong.push(
+                        "the final stage did not run, or never waited for the network".into(),
+                    );
+                }
+                if !boot.start_script && (waited || !final_skipped) {
+                    wrong.push("the final stage was not left out".into());
                 }
                 if !wrong.is_empty() {
                     failures.push(format!("{name}: {wrong:#?}\nconsole:\n{console}"));
@@ -428,6 +473,7 @@ fn cloud_init_applies_kilns_nocloud_seed_at_boot() {
             seed: cd(dir.path(), "nocloud"),
             append: String::new(),
             origin: "Datasource DataSourceNoCloud [seed=/dev/sr0]".into(),
+            start_script: true,
         },
         Boot {
             name: "cloud-init, NoCloud seed (VFAT)",
@@ -439,12 +485,14 @@ fn cloud_init_applies_kilns_nocloud_seed_at_boot() {
             ))),
             append: String::new(),
             origin: "Datasource DataSourceNoCloud [seed=/dev/vdb]".into(),
+            start_script: true,
         },
         Boot {
             name: "cloud-init, ConfigDrive",
             seed: cd(dir.path(), "configdrive"),
             append: String::new(),
             origin: "Datasource DataSourceConfigDrive".into(),
+            start_script: true,
         },
     ];
     for (boot, result) in boot_all(&image, boots, 1) {

@@ -199,3 +199,82 @@ pub fn run_stage(stage: Stage, env: &Env<'_>) -> Vec<(String, StepRecord)> {
     }
     records
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::context::{Kind, interpret};
+
+    fn nocloud(user_data: &str) -> (Found, Context) {
+        let found = Found {
+            kind: Kind::NoCloud,
+            origin: "test".into(),
+            files: BTreeMap::from([
+                ("meta-data".to_string(), b"instance-id: i-1\n".to_vec()),
+                ("user-data".to_string(), user_data.as_bytes().to_vec()),
+            ]),
+            service: None,
+            overrides: BTreeMap::new(),
+        };
+        let context = interpret(&found).unwrap();
+        (found, context)
+    }
+
+    /// The local stage keeps systemd from starting the final stage when
+    /// `needs_final_stage` says no: every final step must then have nothing
+    /// to do, and anything a final step acts on must say yes.
+    #[test]
+    fn the_final_stage_is_needed_exactly_when_a_final_step_has_work() {
+        let local_only = "#cloud-config\nhostname: h\nusers: [{name: alice, sudo: ALL}]\nwrite_files: [{path: /etc/x, content: x}]\n";
+        let (found, context) = nocloud(local_only);
+        assert!(!context.needs_final_stage());
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let env = Env {
+            root: &root,
+            context: &context,
+            found: &found,
+            state: &State::new(&root),
+            network: &Network::new(&root),
+        };
+        let records = run_stage(Stage::Final, &env);
+        assert_eq!(
+            records.len(),
+            STEPS.iter().filter(|s| s.stage == Stage::Final).count()
+        );
+        for (name, record) in records {
+            assert_eq!(record.outcome, "skipped", "{name}: {}", record.detail);
+        }
+
+        for final_work in [
+            "write_files: [{path: /etc/x, content: x, defer: true}]",
+            "runcmd: [[touch, /tmp/x]]",
+            "phone_home: {url: 'http://10.0.0.1/ready'}",
+            "puppet: {conf: {agent: {server: p}}}",
+            "chef: {run_list: ['recipe[a]']}",
+        ] {
+            let (_, context) = nocloud(&format!("#cloud-config\n{final_work}\n"));
+            assert!(context.needs_final_stage(), "{final_work}");
+        }
+        let (_, context) = nocloud("#!/bin/sh\ntouch /tmp/x\n");
+        assert!(context.needs_final_stage(), "a shell user-data");
+        let opennebula = |variables: &str| {
+            interpret(&Found {
+                kind: Kind::OpenNebula,
+                origin: "test".into(),
+                files: BTreeMap::from([("context.sh".to_string(), variables.as_bytes().to_vec())]),
+                service: None,
+                overrides: BTreeMap::new(),
+            })
+            .unwrap()
+        };
+        assert!(!opennebula("VMID='1'\nSET_HOSTNAME='h'\n").needs_final_stage());
+        assert!(opennebula("VMID='1'\nSTART_SCRIPT='touch /tmp/x'\n").needs_final_stage());
+        assert!(
+            opennebula("VMID='1'\nREPORT_READY='YES'\nONEGATE_ENDPOINT='http://10.0.0.1:5030'\n")
+                .needs_final_stage()
+        );
+    }
+}
