@@ -193,6 +193,6 @@ for c in "${cases[@]}"; do
 done
 echo
 echo "runs (s, qemu start → KILN-READY), round by round:"
-for c in "${cases[@]}"; do echo "- $c: $(tr '\n' ' ' <"$work/$c.wall")"; done
+for c in "${cases[@]}"; do echo "- $c: $(awk '{printf "%.1f ", $1}' "$work/$c.wall")"; done
 echo "guest uptime at KILN-READY (s), round by round:"
-for c in "${cases[@]}"; do echo "- $c: $(tr '\n' ' ' <"$work/$c.up")"; done
+for c in "${cases[@]}"; do echo "- $c: $(awk '{printf "%.1f ", $1}' "$work/$c.up")"; done
