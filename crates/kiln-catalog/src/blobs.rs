@@ -4,6 +4,7 @@
 //! resumable uploads. A blob is only reachable once an entry's metadata
 //! names it, so a blob written before a crash is garbage, never a partial entry.
 
+use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,9 +16,12 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 use crate::{Error, Result};
 
@@ -55,6 +59,11 @@ pub struct Blobs {
 
 /// Part size for multipart uploads to S3.
 const PART: usize = 16 << 20;
+
+/// Bytes per read of a blob in a local directory. object_store streams a
+/// local file in 8 KiB reads, each a trip to the blocking pool: downloads
+/// ran at 188 MiB/s where nginx serves the same file at 3.8 GiB/s.
+const LOCAL_READ: usize = 1 << 20;
 
 impl Blobs {
     pub fn open(config: &BlobConfig) -> Result<Blobs> {
@@ -163,7 +172,18 @@ impl Blobs {
             ..Default::default()
         };
         let result = self.store.get_opts(&Key::from(key), options).await?;
-        Ok(result.into_stream().map_err(Error::from).boxed())
+        match result.payload {
+            GetResultPayload::File(file, _) => {
+                let range = result.range;
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(SeekFrom::Start(range.start)).await?;
+                let reader = file.take(range.end - range.start);
+                Ok(ReaderStream::with_capacity(reader, LOCAL_READ)
+                    .map_err(Error::from)
+                    .boxed())
+            }
+            GetResultPayload::Stream(stream) => Ok(stream.map_err(Error::from).boxed()),
+        }
     }
 
     /// Deletes `key`; a missing key is not an error.
