@@ -207,17 +207,27 @@ mod tests {
     use super::*;
     use crate::context::{Kind, interpret};
 
-    fn nocloud(user_data: &str) -> (Found, Context) {
-        let found = Found {
-            kind: Kind::NoCloud,
+    fn seed(kind: Kind, files: &[(&str, &str)]) -> Found {
+        Found {
+            kind,
             origin: "test".into(),
-            files: BTreeMap::from([
-                ("meta-data".to_string(), b"instance-id: i-1\n".to_vec()),
-                ("user-data".to_string(), user_data.as_bytes().to_vec()),
-            ]),
+            files: files
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.as_bytes().to_vec()))
+                .collect(),
             service: None,
             overrides: BTreeMap::new(),
-        };
+        }
+    }
+
+    fn nocloud(user_data: &str) -> (Found, Context) {
+        let found = seed(
+            Kind::NoCloud,
+            &[
+                ("meta-data", "instance-id: i-1\n"),
+                ("user-data", user_data),
+            ],
+        );
         let context = interpret(&found).unwrap();
         (found, context)
     }
@@ -261,14 +271,7 @@ mod tests {
         let (_, context) = nocloud("#!/bin/sh\ntouch /tmp/x\n");
         assert!(context.needs_final_stage(), "a shell user-data");
         let opennebula = |variables: &str| {
-            interpret(&Found {
-                kind: Kind::OpenNebula,
-                origin: "test".into(),
-                files: BTreeMap::from([("context.sh".to_string(), variables.as_bytes().to_vec())]),
-                service: None,
-                overrides: BTreeMap::new(),
-            })
-            .unwrap()
+            interpret(&seed(Kind::OpenNebula, &[("context.sh", variables)])).unwrap()
         };
         assert!(!opennebula("VMID='1'\nSET_HOSTNAME='h'\n").needs_final_stage());
         assert!(opennebula("VMID='1'\nSTART_SCRIPT='touch /tmp/x'\n").needs_final_stage());
